@@ -1,0 +1,71 @@
+"""The command line: help, exit codes, and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from vol3d.cli import build_parser, main
+
+COMMANDS = ("voxelize", "import", "info", "show", "export")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: vol3d " + command in capsys.readouterr().out
+
+
+def test_python_dash_m_and_version():
+    result = subprocess.run([sys.executable, "-m", "vol3d", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("vol3d ")
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["voxelize"])  # missing arguments
+    assert exit_info.value.code == 2
+    capsys.readouterr()
+    assert main(["voxelize", "builtin:tetris", str(tmp_path / "x.h5"), "--resolution", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--resolution" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_exits_1_with_one_line(tmp_path, capsys):
+    missing = tmp_path / "no_such_folder"
+    assert main(["voxelize", str(missing), str(tmp_path / "x.h5")]) in (1, 2)
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and len(err.splitlines()) == 1
+    not_h5 = tmp_path / "notes.h5"
+    not_h5.write_text("hello")
+    assert main(["info", str(not_h5)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "notes.h5" in err and len(err.splitlines()) == 1
+
+
+def test_nothing_voxelized_exits_1(tmp_path, capsys):
+    (tmp_path / "src" / "junk").mkdir(parents=True)
+    (tmp_path / "src" / "junk" / "a.off").write_text("garbage")
+    (tmp_path / "src" / "junk" / "b.stl").write_text("")
+    assert main(["voxelize", str(tmp_path / "src"), str(tmp_path / "x.h5"), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert "a.off" in captured.out and "no mesh could be voxelized" in captured.err
+
+
+def test_voxelize_info_show_round_trip(tmp_path, capsys):
+    out = tmp_path / "tetris.h5"
+    assert main(["voxelize", "builtin:tetris", str(out), "-r", "16", "-q"]) == 0
+    assert "16 samples" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "chiral" in text and "16" in text
+    png = tmp_path / "s.png"
+    assert main(["show", str(out), "--index", "1", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parser_lists_all_commands():
+    text = build_parser().format_help()
+    assert all(command in text for command in COMMANDS)

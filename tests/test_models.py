@@ -1,0 +1,168 @@
+"""Steerable models: shapes, options, and numerical invariance for every group (tiny models)."""
+
+import numpy as np
+import pytest
+import torch
+
+from vol3d.errors import UsageError
+from vol3d.models import MODEL_GROUPS, PRESETS, build_model, count_macs, count_parameters, grid_symmetries
+from vol3d.models import model_from_config, model_kwargs
+from vol3d.rotations import cube_rotations, cube_symmetries, rotation_about_z, sample_rotations
+from vol3d.testing import (CHIRAL_PIECES, gaussian_blobs, invariance_error, normalized_invariance_error,
+                           polycube_volume, tiny_model)
+
+TOL = 1e-4
+STEERABLE = [g for g in MODEL_GROUPS if g != "cnn"]
+
+
+@pytest.mark.parametrize("group", STEERABLE)
+@pytest.mark.parametrize("size", [15, 16])
+def test_invariant_to_grid_symmetries_of_group(group, size):
+    model = tiny_model(group)
+    x = torch.rand(2, 1, size, size, size)
+    syms = grid_symmetries(group)
+    assert invariance_error(model, x, syms) < TOL
+
+
+def test_grid_symmetry_counts():
+    counts = {g: len(grid_symmetries(g)) for g in MODEL_GROUPS}
+    assert counts == {"so3": 24, "o3": 48, "octa": 24, "full_octa": 48, "ico": 12, "so2": 4, "cnn": 1}
+    # so2's symmetries are the turns about vol3d's vertical axis z
+    assert np.allclose(grid_symmetries("so2")[:, 2], [0, 0, 1])
+
+
+@pytest.mark.parametrize("group", ["so3", "octa", "ico", "so2"])
+def test_rotation_only_groups_see_reflections(group):
+    """Groups without reflections are not invariant to them (the test above could fail)."""
+    model = tiny_model(group)
+    x = gaussian_blobs(4, 15, seed=1)
+    # in-group errors are ~1e-6 on this scale
+    assert normalized_invariance_error(model, x, cube_symmetries()[24:]) > 1e-4
+
+
+def test_so2_is_not_invariant_to_tilts():
+    x = gaussian_blobs(4, 15, seed=2)
+    tilts = [m for m in cube_rotations() if m[2, 2] != 1]
+    assert normalized_invariance_error(tiny_model("so2"), x, tilts) > 1e-3
+
+
+@pytest.mark.parametrize("size", [15, 16])
+def test_cnn_is_not_invariant(size):
+    x = gaussian_blobs(4, size, seed=3)
+    assert normalized_invariance_error(tiny_model("cnn"), x, cube_rotations()[1:]) > 1e-2
+
+
+@pytest.mark.parametrize("nonlinearity", ["gated", "norm"])
+def test_other_nonlinearities_invariant(nonlinearity):
+    model = tiny_model("so3", nonlinearity=nonlinearity)
+    x = torch.rand(2, 1, 14, 14, 14)
+    assert invariance_error(model, x, cube_rotations()) < TOL
+
+
+def test_residual_invariant_odd_grid():
+    model = tiny_model("octa", residual=True, blocks=2)
+    assert invariance_error(model, torch.rand(2, 1, 13, 13, 13), cube_rotations()) < TOL
+
+
+def test_continuous_rotations_so3_well_below_cnn():
+    x = gaussian_blobs(6, 17, sigma=2.0)
+    rots = sample_rotations(6, "so3", rng=0)
+    so3 = normalized_invariance_error(tiny_model("so3"), x, rots)
+    cnn = normalized_invariance_error(tiny_model("cnn"), x, rots)
+    assert so3 < 0.5 * cnn
+
+
+def test_so2_continuous_z_rotations_below_cnn():
+    x = gaussian_blobs(6, 17, sigma=2.0)
+    rots = rotation_about_z(np.linspace(0.3, 5.9, 5))
+    assert normalized_invariance_error(tiny_model("so2"), x, rots) < 0.5 * normalized_invariance_error(
+        tiny_model("cnn"), x, rots)
+
+
+def test_chirality_so3_separates_o3_merges():
+    left = polycube_volume(CHIRAL_PIECES["chiral_left"], 16)
+    right = polycube_volume(CHIRAL_PIECES["chiral_right"], 16)
+    tee = polycube_volume([(0, 0, 0), (1, 0, 0), (2, 0, 0), (1, 1, 0)], 16)
+    assert torch.equal(right, left.flip(2))  # mirror images on the grid
+    assert not any(torch.equal(torch.rot90(left, 1, d), right) for d in [(2, 3), (3, 4), (2, 4)])
+    with torch.no_grad():
+        out = {g: [tiny_model(g)(v) for v in (left, right, tee)] for g in ("so3", "o3")}
+    # distances relative to how far a different piece (the T) lands
+    a, b, t = out["so3"]
+    assert (a - b).norm() > 1e-2 * (a - t).norm()
+    a, b, t = out["o3"]
+    assert (a - t).norm() > 0
+    assert (a - b).norm() < 1e-3 * (a - t).norm()
+
+
+@pytest.mark.parametrize("group", MODEL_GROUPS)
+def test_shapes_any_grid(group):
+    model = tiny_model(group)
+    with torch.no_grad():
+        for size in (7, 12):
+            assert model(torch.rand(3, 1, size, size, size)).shape == (3, 5)
+
+
+def test_train_step_changes_weights_and_output():
+    model = build_model("so3", 3, **{"widths": (24,), "kernel_sizes": 3, "pool_features": 4, "head": ()})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = gaussian_blobs(4, 9), torch.tensor([0, 1, 2, 0])
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_bad_input_shape_message():
+    with pytest.raises(ValueError, match=r"\(B, 1, X, Y, Z\)"):
+        tiny_model("cnn")(torch.rand(2, 3, 8, 8, 8))
+
+
+def test_unknown_option_and_group_named():
+    with pytest.raises(UsageError, match="'widht'"):
+        build_model("cnn", 2, widht=3)
+    with pytest.raises(UsageError, match="'so4'"):
+        build_model("so4", 2)
+    with pytest.raises(UsageError, match="'depth'"):
+        model_from_config({"group": "so3", "depth": 3})
+    with pytest.raises(UsageError, match="kernel_sizes"):
+        build_model("cnn", 2, widths=(8, 8), kernel_sizes=(3, 4))
+    with pytest.raises(UsageError, match="preset"):
+        model_kwargs({"preset": "nope"})
+
+
+def test_config_section_and_presets():
+    kwargs = model_kwargs({"preset": "escnn_se3", "dropout": 0.2}, num_classes=7)
+    assert kwargs["group"] == "so3" and kwargs["num_classes"] == 7 and kwargs["dropout"] == 0.2
+    assert kwargs["widths"] == PRESETS["escnn_se3"]["widths"]
+    model = model_from_config({"group": "cnn", "widths": [4, 8]}, num_classes=3)
+    assert model(torch.rand(1, 1, 8, 8, 8)).shape == (1, 3)
+    assert model.config["group"] == "cnn" and model.config["widths"] == [4, 8]
+
+
+def test_yaml_presets_mirror_python_presets():
+    import pathlib
+
+    import yaml
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "configs" / "models"
+    files = sorted(folder.glob("*.yaml"))
+    assert files
+    for f in files:
+        section = yaml.safe_load(f.read_text())["model"]
+        name = f.stem.replace("-", "_")
+        assert name in PRESETS, f
+        assert model_kwargs(section) == model_kwargs({"preset": name}), f
+
+
+def test_match_params_and_compute():
+    ref_opts = dict(widths=(24, 48), kernel_sizes=3, pool_features=8, head=(16,))
+    reference = build_model("so3", 4, **ref_opts)
+    by_params = build_model("cnn", 4, match="params", **ref_opts)
+    assert abs(count_parameters(by_params) / count_parameters(reference) - 1) < 0.25
+    by_compute = build_model("cnn", 4, match="compute", match_resolution=16, **ref_opts)
+    ratio = count_macs(by_compute, 16) / count_macs(reference, 16)
+    assert 0.7 < ratio < 1.4
+    assert by_compute.config["widths"] != list(ref_opts["widths"])

@@ -1,0 +1,201 @@
+"""The ``vol3d`` command line: a thin layer over the Python API.
+
+Each sub-command has a ``_add_<name>`` function that declares its arguments and a ``_run_<name>``
+function that calls the Python API and prints the result. Exit codes: 0 ok, 1 failure (bad input,
+nothing produced), 2 usage error. Errors the user can fix are printed as one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from . import __version__
+from .errors import UsageError, Vol3dError
+
+
+def _command_line() -> str:
+    """The command as the user typed it (stored in output files for provenance)."""
+    return "vol3d " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+
+
+# --------------------------------------------------------------------------- voxelize
+def _add_voxelize(sub) -> None:
+    p = sub.add_parser(
+        "voxelize",
+        help="voxelize meshes into a vol3d HDF5 dataset",
+        description="Voxelize meshes (a ModelNet-style folder, a <class>/<file> folder, a CSV "
+        "manifest 'path,label[,split]', or builtin:synthetic / builtin:tetris) into OUT.h5.",
+    )
+    p.add_argument("src", help="mesh folder, CSV manifest, or builtin:NAME")
+    p.add_argument("out", help="output HDF5 file (written atomically; re-running resumes)")
+    p.add_argument("--resolution", "-r", type=int, default=32, help="grid size R (default 32)")
+    p.add_argument(
+        "--representation", choices=("solid", "surface", "sdf"), default="solid",
+        help="solid occupancy, surface voxels, or truncated signed distance (default solid)",
+    )
+    p.add_argument(
+        "--fit", choices=("sphere", "cube"), default="sphere",
+        help="scale into the grid's inscribed sphere (rotation-safe, default) or the cube (binvox style)",
+    )
+    p.add_argument("--rotations", type=int, default=0, help="K rotated copies per mesh (default 0: aligned only)")
+    p.add_argument("--rotation-group", choices=("z", "so3", "octa"), default="so3", help="group the K rotations come from")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="test share for sources without a split (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split and the rotations (default 0)")
+    p.add_argument("--workers", "-j", type=int, default=1, help="processes (output is identical for any number)")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad file instead of skipping it")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_voxelize)
+
+
+def _run_voxelize(args) -> int:
+    from .data.pipeline import voxelize_dataset
+
+    summary = voxelize_dataset(
+        args.src, args.out,
+        resolution=args.resolution, representation=args.representation, fit=args.fit,
+        rotations=args.rotations, rotation_group=args.rotation_group,
+        test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
+        strict=args.strict, command=_command_line(), progress=not args.quiet,
+    )
+    print(summary.format())
+    if summary.num_samples == 0:
+        print("vol3d: error: no mesh could be voxelized", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- import
+def _add_import(sub) -> None:
+    p = sub.add_parser(
+        "import",
+        help="import existing volumes (npz, HDF5, .binvox/.npy folders) into the vol3d format",
+        description="Import volumes into OUT.h5. SRC: an npz (MedMNIST '{split}_images/{split}_labels', "
+        "'X_train/y_train/...', or 'volumes/labels[/classes]'), an HDF5 file (FILE.h5:/path/to/volumes "
+        "or --key), or a folder of .binvox/.npy files laid out as [split/]class/file.",
+    )
+    p.add_argument("src", help="npz, HDF5 (FILE.h5[:/dataset]) or folder")
+    p.add_argument("out", help="output HDF5 file (written atomically)")
+    p.add_argument("--key", help="dataset path inside an HDF5 source (e.g. /train/volumes)")
+    p.add_argument("--resolution", "-r", type=int, help="resample to this grid size")
+    p.add_argument(
+        "--resample", choices=("area", "trilinear"), default="area",
+        help="resampling filter: area (box average, for downsampling) or trilinear (default area)",
+    )
+    p.add_argument("--pad-for-rotation", action="store_true", help="pad so any rotation keeps every occupied voxel")
+    p.add_argument("--test-fraction", type=float, default=0.0, help="seeded stratified test split for single-split sources")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split (default 0)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_import)
+
+
+def _run_import(args) -> int:
+    from .data.importers import import_volumes
+    from .data.inspect import dataset_info, format_info
+
+    import_volumes(
+        args.src, args.out, key=args.key, resolution=args.resolution, resample=args.resample,
+        pad_for_rotation=args.pad_for_rotation, test_fraction=args.test_fraction, seed=args.seed,
+        command=_command_line(), show_progress=not args.quiet,
+    )
+    print(format_info(dataset_info(args.out)))
+    return 0
+
+
+# --------------------------------------------------------------------------- info / show
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="summarize a vol3d dataset", description="Print classes, counts "
+                       "per split and class, resolution, representation and occupancy statistics.")
+    p.add_argument("data", help="a vol3d HDF5 dataset")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args) -> int:
+    import json
+
+    from .data.inspect import dataset_info, format_info
+
+    info = dataset_info(args.data)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
+    return 0
+
+
+def _add_show(sub) -> None:
+    p = sub.add_parser("show", help="render one sample to a PNG", description="Render one sample of "
+                       "a vol3d dataset as 3D voxels or as three axis projections.")
+    p.add_argument("data", help="a vol3d HDF5 dataset")
+    p.add_argument("--index", "-i", type=int, default=0, help="sample index within the split (default 0)")
+    p.add_argument("--split", default="train", help="split (default train)")
+    p.add_argument("--mode", choices=("voxels", "projections"), default="voxels", help="rendering (default voxels)")
+    p.add_argument("--out", "-o", default="sample.png", help="PNG to write (default sample.png)")
+    p.set_defaults(run=_run_show)
+
+
+def _run_show(args) -> int:
+    from .data.inspect import render_sample
+
+    render_sample(args.data, args.index, args.out, split=args.split, mode=args.mode)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a checkpoint to a plain-PyTorch TorchScript file",
+        description="Export a vol3d checkpoint to TorchScript with no escnn inside (the Fourier "
+        "nonlinearities, pooling and batch norms become plain torch ops). The file loads with only "
+        "torch: torch.jit.load(OUT).",
+    )
+    p.add_argument("checkpoint", help="a vol3d checkpoint (.pt)")
+    p.add_argument("out", help="TorchScript file to write (atomically)")
+    p.add_argument("--check-resolution", type=int, default=32,
+                   help="grid size of the random batch used to check the export (default 32)")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from .models.export import export_torchscript
+
+    path = export_torchscript(args.checkpoint, args.out, example_resolution=args.check_resolution)
+    print(f"wrote {path} (TorchScript; load with torch.jit.load)")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+COMMANDS = (_add_voxelize, _add_import, _add_info, _add_show, _add_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vol3d",
+        description="Rotation-robust 3D deep learning on volumes: voxelize/import data, train "
+        "steerable CNNs, evaluate under rotations.",
+    )
+    parser.add_argument("--version", action="version", version=f"vol3d {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with 2 on usage errors
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"vol3d {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Vol3dError as exc:
+        print(f"vol3d {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vol3d {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""``build_model``: steerable (escnn) classifiers over SO(3), O(3) and subgroups, and the CNN baseline.
+
+Widths are counted in *group-grid samples per voxel*, as in escnn's reference model
+(``examples/se3_3Dcnn.py``: ``fields = round(channels / |grid|)``): a stage of width ``w`` holds
+``max(1, round(w / S))`` fields, each the Fourier coefficients (``D`` channels) of a band-limited
+function on the group sampled on ``S`` grid points by the nonlinearity. For the CNN a width is a
+channel count. So the same ``widths`` give every group the same number of activations evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from . import groups as G
+from .layers import BlurDownsample3d, EscnnLayout, FourierELU, FourierPool, GatedELU, Head, NormELU
+from .network import ConvBN, Network, PlainBlock, ResidualBlock
+
+NONLINEARITIES = ("fourier_elu", "gated", "norm")
+POOLS = ("group", "sphere")
+INITS = ("he", "escnn_he", "delta")
+
+#: defaults of every option of :func:`build_model` (also the valid keys of a ``model:`` section)
+DEFAULTS = dict(
+    widths=(48, 96, 192),
+    L=1,
+    grid=None,
+    nonlinearity="fourier_elu",
+    kernel_sizes=None,
+    blocks=1,
+    residual=False,
+    sigma=0.6,
+    pool="group",
+    pool_features=64,
+    pool_L=None,
+    pool_grid=None,
+    head=(64,),
+    dropout=0.1,
+    init="he",
+    match=None,
+    reference="so3",
+    match_resolution=32,
+)
+
+
+class EscnnAdapter(nn.Module):
+    """Runs an escnn module on plain tensors: ``x -> module(GeometricTensor(x, in_type)).tensor``."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from escnn.nn import GeometricTensor
+
+        return self.module(GeometricTensor(x, self.module.in_type)).tensor
+
+
+@torch.no_grad()
+def fast_he_init(conv) -> None:
+    """He initialization of an escnn ``R3Conv`` in one basis expansion.
+
+    escnn's ``generalized_he_init`` walks the basis description in python (slow for wide layers).
+    Here the weights are drawn ``N(0, 1)`` and scaled by one factor so that the expanded filter has
+    the He variance ``2 / fan_in``, ``fan_in = C_in k^3``. A global scale keeps the filter in the
+    steerable basis, so equivariance is untouched.
+    """
+    conv.weights.normal_()
+    filt, _ = conv.expand_parameters()
+    fan_in = filt.shape[1] * int(np.prod(filt.shape[2:]))
+    std = float(filt.std())
+    if std > 0:
+        conv.weights.mul_(math.sqrt(2.0 / fan_in) / std)
+    if conv.bias is not None:
+        conv.bias.zero_()
+
+
+class _Plain:
+    """Parts of the CNN baseline: feature "types" are channel counts."""
+
+    layout = nn.Identity
+
+    def fields(self, width):
+        return max(1, int(round(width)))
+
+    def input_type(self, c):
+        return c
+
+    def pre(self, f):
+        return f
+
+    def post(self, f):
+        return f
+
+    def conv(self, cin, cout, k, bias=False):
+        return nn.Conv3d(cin, cout, k, padding=k // 2, bias=bias)
+
+    def bn(self, c):
+        return nn.BatchNorm3d(c)
+
+    def act(self, f):
+        return nn.ELU()
+
+    def pool(self, cin, n, opts):
+        if opts["pool"] != "group":
+            raise UsageError(f"model option pool={opts['pool']!r} needs a steerable group")
+        return nn.Sequential(ConvBN(self.conv(cin, n, 1), self.bn(n)), nn.ELU())
+
+
+class _Steerable:
+    """Parts of a steerable model of ``group``: feature types are escnn ``FieldType``s."""
+
+    layout = EscnnLayout
+
+    def __init__(self, group, opts):
+        from escnn import nn as enn
+
+        self.enn = enn
+        self.group, self.L = group, int(opts["L"])
+        if self.L < 0:
+            raise UsageError(f"model option L must be >= 0, got {opts['L']}")
+        self.gs = G.gspace(group, self.L)
+        self.rho = G.spectral_representation(group, self.L)
+        self.A, self.Ainv = G.fourier_matrices(group, self.L, opts["grid"])
+        self.layout_irreps = G.irrep_layout(group, self.L)
+        self.nonlinearity, self.init = opts["nonlinearity"], opts["init"]
+        self.n_gates = sum(not triv for _, _, triv in self.layout_irreps)
+
+    def fields(self, width):
+        return max(1, int(round(width / self.A.shape[0])))
+
+    def input_type(self, c):
+        return self.enn.FieldType(self.gs, [self.gs.trivial_repr] * c)
+
+    def post(self, f):
+        return self.enn.FieldType(self.gs, [self.rho] * f)
+
+    def pre(self, f):
+        if self.nonlinearity == "gated":
+            return self.enn.FieldType(self.gs, [self.rho] * f + [self.gs.trivial_repr] * (self.n_gates * f))
+        return self.post(f)
+
+    def conv(self, cin, cout, k, bias=False):
+        from escnn.nn import init
+
+        conv = self.enn.R3Conv(cin, cout, k, padding=k // 2, bias=bias, initialize=False)
+        if self.init == "he":
+            fast_he_init(conv)
+        elif self.init == "escnn_he":
+            init.generalized_he_init(conv.weights.data, conv.basisexpansion, cache=True)
+        else:
+            init.deltaorthonormal_init(conv.weights.data, conv.basisexpansion)
+        return EscnnAdapter(conv)
+
+    def bn(self, t):
+        return EscnnAdapter(self.enn.IIDBatchNorm3d(t, affine=True))
+
+    def act(self, f):
+        if self.nonlinearity == "fourier_elu":
+            return FourierELU(torch.from_numpy(self.A), torch.from_numpy(self.Ainv), f)
+        if self.nonlinearity == "norm":
+            return NormELU(self.layout_irreps, f)
+        return GatedELU(self.layout_irreps, f)
+
+    def pool(self, cin, n, opts):
+        L = self.L if opts["pool_L"] is None else int(opts["pool_L"])
+        if opts["pool"] == "sphere":
+            if self.group != "so3":
+                raise UsageError("model option pool='sphere' is available for group so3 only")
+            A, rho = G.sphere_fourier_matrix(L, 1 if opts["pool_grid"] is None else int(opts["pool_grid"]))
+        else:
+            A, _ = G.fourier_matrices(self.group, L, opts["pool_grid"])
+            rho = G.spectral_representation(self.group, L)
+        tout = self.enn.FieldType(self.gs, [rho] * n)
+        return nn.Sequential(ConvBN(self.conv(cin, tout, 1), self.bn(tout)), FourierPool(torch.from_numpy(A), n))
+
+
+def _per_stage(name, value, n):
+    values = [value] * n if isinstance(value, (int, float)) else list(value)
+    if len(values) != n:
+        raise UsageError(f"model option {name} needs {n} values (one per stage), got {len(values)}")
+    return values
+
+
+def _validate(group, opts):
+    G.check_group(group)
+    unknown = sorted(set(opts) - set(DEFAULTS))
+    if unknown:
+        raise UsageError(f"unknown model option {unknown[0]!r}; valid options: {', '.join(sorted(DEFAULTS))}")
+    full = {**DEFAULTS, **opts}
+    for key, allowed in (("nonlinearity", NONLINEARITIES), ("pool", POOLS), ("init", INITS)):
+        if full[key] not in allowed:
+            raise UsageError(f"model option {key}={full[key]!r}; choose one of {', '.join(allowed)}")
+    if full["match"] not in (None, "params", "compute"):
+        raise UsageError(f"model option match={full['match']!r}; choose params, compute or null")
+    if full["match"] is not None and group != "cnn":
+        raise UsageError("model option match sizes the cnn baseline: use it with group cnn")
+    if not full["widths"] or any(w <= 0 for w in full["widths"]):
+        raise UsageError(f"model option widths must be positive numbers, got {full['widths']}")
+    full["widths"] = tuple(full["widths"])
+    if full["kernel_sizes"] is None:  # 5^3 stem, 3^3 after
+        full["kernel_sizes"] = (5,) + (3,) * (len(full["widths"]) - 1)
+    full["kernel_sizes"] = tuple(_per_stage("kernel_sizes", full["kernel_sizes"], len(full["widths"])))
+    if any(k < 1 or k % 2 == 0 for k in full["kernel_sizes"]):
+        raise UsageError(f"model option kernel_sizes must be odd (centred filters), got {full['kernel_sizes']}")
+    full["head"] = tuple(full["head"])
+    return full
+
+
+def _assemble(parts, group, num_classes, in_channels, o, config):
+    ks = o["kernel_sizes"]
+
+    def block(cur, f, k):
+        conv1 = ConvBN(parts.conv(cur, parts.pre(f), k), parts.bn(parts.pre(f)))
+        if not o["residual"]:
+            return PlainBlock(conv1, parts.act(f))
+        conv2 = ConvBN(parts.conv(parts.post(f), parts.pre(f), k), parts.bn(parts.pre(f)))
+        skip = nn.Identity() if cur == parts.pre(f) else parts.conv(cur, parts.pre(f), 1)
+        return ResidualBlock(conv1, parts.act(f), conv2, parts.act(f), skip)
+
+    f = parts.fields(o["widths"][0])
+    stem = PlainBlock(ConvBN(parts.conv(parts.input_type(in_channels), parts.pre(f), ks[0]),
+                             parts.bn(parts.pre(f))), parts.act(f))
+    cur = parts.post(f)
+    stages = []
+    for width, k in zip(o["widths"][1:], ks[1:]):
+        mods = [BlurDownsample3d(o["sigma"])]
+        for _ in range(int(o["blocks"])):
+            f = parts.fields(width)
+            mods.append(block(cur, f, k))
+            cur = parts.post(f)
+        stages.append(nn.Sequential(*mods))
+    pool = parts.pool(cur, int(o["pool_features"]), o)
+    head = Head(int(o["pool_features"]), num_classes, o["head"], float(o["dropout"]))
+    return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config)
+
+
+def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1, **options) -> Network:
+    """Build a classifier ``(B, in_channels, X, Y, Z) -> logits (B, num_classes)`` (train mode).
+
+    Args:
+        group: ``so3`` | ``o3`` | ``octa`` | ``full_octa`` | ``ico`` | ``so2`` (steerable, escnn) or
+            ``cnn`` (the plain baseline with the same layout).
+        num_classes, in_channels: output logits and input channels.
+        **options (see ``DEFAULTS``):
+            widths: per stage, in group-grid samples per voxel (module docstring); stage 0 is the
+                stem at full resolution, every later stage halves the grid first.
+            L: band limit of the hidden features (continuous groups; finite ones use all irreps).
+            grid: grid parameter of the Fourier nonlinearity (so3/o3: ``thomson_cube`` N, 24N
+                rotations; so2: number of rotations, a multiple of 4); default ~2.5 samples per
+                Fourier coefficient.
+            nonlinearity: ``fourier_elu`` (ELU on the group grid) | ``gated`` (sigmoid gates) |
+                ``norm`` (norm-ReLU); trivial channels always get ELU.
+            kernel_sizes: odd int or one per stage (default 5 for the stem, 3 after). blocks: blocks per stage after the stem.
+            residual: ResNet basic blocks (two convolutions and a skip) instead of one conv.
+            sigma: anti-aliasing blur of the stride-2 downsampling (0: plain centred subsampling).
+            pool: ``group`` (Fourier pooling over the group grid) | ``sphere`` (so3: over a sphere
+                grid, escnn's reference pooling). pool_features: invariant features;
+                pool_L / pool_grid: band limit and grid of the pooling (default: the hidden ones).
+            head: hidden widths of the MLP; dropout: its dropout.
+            init: ``he`` (fast, see :func:`fast_he_init`) | ``escnn_he`` | ``delta``.
+            match: cnn only: ``params`` | ``compute`` scales the widths so that the number of
+                parameters / the multiply-adds at ``match_resolution`` match ``reference`` (a group
+                name, built with the same options, or a dict of ``build_model`` kwargs).
+    """
+    o = _validate(group, options)
+    if num_classes < 1 or in_channels < 1:
+        raise UsageError(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+    config = {"group": group, "num_classes": num_classes, "in_channels": in_channels,
+              **{k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}}
+    if group == "cnn":
+        if o["match"] is not None:
+            o = {**o, "widths": _matched_widths(num_classes, in_channels, o)}
+            config["widths"] = list(o["widths"])
+            config.pop("match", None)
+            config.pop("reference", None)
+            config.pop("match_resolution", None)
+        return _assemble(_Plain(), group, num_classes, in_channels, o, config)
+    return _assemble(_Steerable(group, o), group, num_classes, in_channels, o, config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (for escnn convolutions: the steerable basis coefficients)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, resolution: int = 32) -> int:
+    """Multiply-adds of the convolutions and linear layers for one ``resolution^3`` sample
+    (dense cost of the expanded steerable filters)."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Linear):
+            total[0] += mod.in_features * mod.out_features
+            return
+        weight = mod.weight if isinstance(mod, nn.Conv3d) else mod.module.filter
+        total[0] += out[0].numel() * int(np.prod(weight.shape[1:]))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv3d, nn.Linear)) or
+               (isinstance(m, EscnnAdapter) and type(m.module).__name__ == "R3Conv")]
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        model(torch.zeros(1, model.in_channels, resolution, resolution, resolution, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def _matched_widths(num_classes, in_channels, o):
+    """Widths ``round(s * w)`` of the cnn, ``s`` found by bisection (log scale) so that its parameter
+    count / multiply-adds match the reference model's."""
+    ref = o["reference"]
+    ref_kwargs = dict(ref) if isinstance(ref, dict) else {"group": ref}
+    base = {k: v for k, v in o.items() if k not in ("match", "reference", "match_resolution")}
+    ref_kwargs = {**base, **ref_kwargs}
+    ref_group = ref_kwargs.pop("group", "so3")
+    if ref_group == "cnn":
+        raise UsageError("model option reference must be a steerable model")
+    reference = build_model(ref_group, num_classes, in_channels, **ref_kwargs)
+    res = int(o["match_resolution"])
+    measure = count_parameters if o["match"] == "params" else (lambda m: count_macs(m, res))
+    target = measure(reference)
+    plain = {k: v for k, v in base.items()}
+
+    def widths(s):
+        return tuple(max(1, int(round(s * w))) for w in o["widths"])
+
+    def size(s):
+        # on the meta device: shapes only, no compute
+        with torch.device("meta"):
+            cnn = _assemble(_Plain(), "cnn", num_classes, in_channels, {**plain, "widths": widths(s)}, {})
+        return measure(cnn)
+
+    lo, hi = 1e-2, 1e2
+    for _ in range(24):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if size(mid) < target else (lo, mid)
+    best = min((lo, hi), key=lambda s: abs(size(s) - target))
+    return widths(best)

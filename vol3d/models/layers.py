@@ -1,0 +1,192 @@
+"""Plain-PyTorch building blocks shared by the escnn models and their exported form.
+
+Nothing here imports escnn: the nonlinearities, the downsampling and the invariant pooling are
+written once, as ordinary modules on tensors ``(B, C, X, Y, Z)``, and appear unchanged in
+:func:`vol3d.export`. All are TorchScript-compatible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EscnnLayout(nn.Module):
+    """vol3d's ``(B, C, x, y, z)`` -> escnn's voxel layout ``(B, C, -z, -y, x)`` (a copy)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 1, 4, 3, 2).flip(2, 3)
+
+
+def _blur_taps(size: int, sigma: float) -> torch.Tensor:
+    """1D Gaussian taps at offsets centred on 0 (half-integer offsets for even ``size``), sum 1.
+    ``sigma <= 0`` gives a box (a plain stride for odd sizes, a 2-average for even)."""
+    offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    if sigma <= 0:
+        taps = torch.ones(size, dtype=torch.float64)
+    else:
+        taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (taps / taps.sum()).float()
+
+
+class BlurDownsample3d(nn.Module):
+    """Anti-aliased, centre-symmetric stride-2 downsampling, channelwise: ``(B, C, N1, N2, N3)`` ->
+    ``(B, C, ceil(N1/2), ceil(N2/2), ceil(N3/2))``.
+
+    Along each axis a 1D blur with taps ``g(t) ~ exp(-t^2 / 2 sigma^2)`` is applied with stride 2.
+    The tap count has the parity of the axis length ``N`` (``2r+1`` taps on integer offsets for odd
+    ``N``, ``2r+2`` taps on half-integer offsets for even ``N``, padding ``r``) so that the sampled
+    positions are symmetric about the grid centre: the output is then exactly equivariant to the
+    grid's 48 symmetries for odd *and* even sizes (a plain stride-2 sampling of an even grid is
+    not). The same filter acts on every channel, so it commutes with any fibre representation.
+    ``sigma = 0`` disables anti-aliasing (odd: plain subsampling; even: 2-average).
+    """
+
+    def __init__(self, sigma: float = 0.6):
+        super().__init__()
+        self.sigma = float(sigma)
+        self.radius = max(1, int(math.ceil(2 * sigma))) if sigma > 0 else 0
+        self.register_buffer("odd_taps", _blur_taps(2 * self.radius + 1, sigma), persistent=False)
+        self.register_buffer("even_taps", _blur_taps(2 * self.radius + 2, sigma), persistent=False)
+
+    def _axis(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        taps = self.even_taps if x.shape[axis] % 2 == 0 else self.odd_taps
+        c = x.shape[1]
+        shape = [1, 1, 1]
+        shape[axis - 2] = taps.shape[0]
+        stride = [1, 1, 1]
+        stride[axis - 2] = 2
+        padding = [0, 0, 0]
+        padding[axis - 2] = self.radius
+        weight = taps.view(1, 1, shape[0], shape[1], shape[2]).expand(c, 1, shape[0], shape[1], shape[2])
+        return F.conv3d(x, weight, stride=stride, padding=padding, groups=c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._axis(self._axis(self._axis(x, 2), 3), 4)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}"
+
+
+class FourierELU(nn.Module):
+    """Pointwise ELU on the group, in Fourier space: per field and voxel,
+    ``f_hat -> A^+ elu(A f_hat)`` with ``A`` ``(S, D)`` sampling the band-limited function with
+    coefficients ``f_hat`` on ``S`` group elements (see :func:`vol3d.models.groups.fourier_matrices`).
+
+    Input/output ``(B, F*D, X, Y, Z)``. Exactly equivariant to every group element that permutes
+    the grid; approximately to the rest. For a finite group on its full grid it is an exact
+    change of basis to the regular representation.
+    """
+
+    def __init__(self, A: torch.Tensor, Ainv: torch.Tensor, fields: int):
+        super().__init__()
+        self.fields = fields
+        self.register_buffer("A", torch.as_tensor(A, dtype=torch.float32).contiguous())
+        self.register_buffer("Ainv", torch.as_tensor(Ainv, dtype=torch.float32).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # batched GEMMs over (B, F): (S, D) @ (D, voxels), then (D, S) @ (S, voxels)
+        b = x.shape[0]
+        f = x.view(b, self.fields, self.A.shape[1], -1)
+        y = torch.matmul(self.Ainv, F.elu(torch.matmul(self.A, f)))
+        return y.view(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"fields={self.fields}, dim={self.A.shape[1]}, grid={self.A.shape[0]}"
+
+
+class FourierPool(nn.Module):
+    """Invariant group pooling: ``(B, F*D, ...) -> (B, F, ...)``, ``mean_s elu(A f_hat)(g_s)``: the
+    average over the grid of the ELU of each field's function: unchanged when a group element
+    permutes the grid."""
+
+    def __init__(self, A: torch.Tensor, fields: int):
+        super().__init__()
+        self.fields = fields
+        self.register_buffer("A", torch.as_tensor(A, dtype=torch.float32).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        y = F.elu(torch.matmul(self.A, x.view(b, self.fields, self.A.shape[1], -1))).mean(2)
+        return y.view(b, self.fields, x.shape[2], x.shape[3], x.shape[4])
+
+    def extra_repr(self) -> str:
+        return f"fields={self.fields}, grid={self.A.shape[0]}"
+
+
+def _channel_index(layout, fields: int):
+    """Per channel of ``fields`` spectral fields: (is_trivial mask (C,), block index (C,), n_blocks)
+    numbering only the non-trivial irrep copies; trivial channels get block 0 (unused)."""
+    trivial, block, nb = [], [], 0
+    dim = sum(size for _, size, _ in layout)
+    for _ in range(fields):
+        for _, size, is_triv in layout:
+            trivial += [is_triv] * size
+            block += [0 if is_triv else nb] * size
+            nb += 0 if is_triv else 1
+    assert len(trivial) == fields * dim
+    return torch.tensor(trivial), torch.tensor(block), nb
+
+
+class NormELU(nn.Module):
+    """Norm nonlinearity: trivial channels ``elu(x)``; each non-trivial irrep copy ``v``
+    ``v * relu(|v| + b) / (|v| + eps)`` (a learned bias ``b`` per copy): only norms change, so any
+    orthogonal fibre action commutes with it. Input/output ``(B, C, ...)``."""
+
+    def __init__(self, layout, fields: int):
+        super().__init__()
+        trivial, block, nb = _channel_index(layout, fields)
+        self.register_buffer("trivial", trivial.view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("block", block, persistent=False)
+        # (C, nb) 0/1 matrix summing squares of a block's channels
+        member = torch.zeros(len(block), max(nb, 1))
+        member[torch.arange(len(block))[~trivial], block[~trivial]] = 1.0
+        self.register_buffer("member", member, persistent=False)
+        self.bias = nn.Parameter(torch.zeros(max(nb, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norms = torch.einsum("bcxyz,cn->bnxyz", x * x, self.member).clamp_min(1e-12).sqrt()
+        scale = F.relu(norms + self.bias.view(1, -1, 1, 1, 1)) / (norms + 1e-6)
+        scale = scale.index_select(1, self.block)
+        return torch.where(self.trivial, F.elu(x), x * scale)
+
+
+class GatedELU(nn.Module):
+    """Gated nonlinearity: input ``(B, C + G, ...)`` = ``C`` spectral-field channels then ``G`` gate
+    scalars, one per non-trivial irrep copy; output ``(B, C, ...)``: trivial channels ``elu(x)``,
+    non-trivial copies ``v * sigmoid(gate)``."""
+
+    def __init__(self, layout, fields: int):
+        super().__init__()
+        trivial, block, nb = _channel_index(layout, fields)
+        self.channels = len(block)
+        self.gates = nb
+        self.register_buffer("trivial", trivial.view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("block", block, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x[:, : self.channels]
+        gates = torch.sigmoid(x[:, self.channels:]).index_select(1, self.block)
+        return torch.where(self.trivial, F.elu(v), v * gates)
+
+
+class Head(nn.Module):
+    """Global average over space, then an MLP: ``(B, C, X, Y, Z) -> (B, K)``.
+
+    ``hidden`` widths each get ``Linear -> ELU -> Dropout``; the last ``Linear`` gives logits.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden=(64,), dropout: float = 0.0):
+        super().__init__()
+        layers, width = [], in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ELU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.mean(dim=(2, 3, 4)))

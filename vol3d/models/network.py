@@ -1,0 +1,80 @@
+"""The layout shared by every vol3d classifier (steerable or plain), in plain PyTorch.
+
+``Network``: ``(B, C, X, Y, Z)`` float -> logits ``(B, K)``::
+
+    layout  (escnn's voxel layout for steerable models, identity for the CNN)
+    stem    ConvBN(k0) -> act                                   full resolution
+    stage i BlurDownsample3d (stride 2) -> blocks x Block(k_i)  resolution / 2^i
+    pool    ConvBN(1x1) -> invariant pooling (group pooling to scalars, or ELU for the CNN)
+    head    global average over space -> MLP -> logits
+
+The convolutions and batch norms are escnn modules (behind :class:`EscnnAdapter` in
+:mod:`vol3d.models.builder`) or plain ``nn.Conv3d`` / ``nn.BatchNorm3d``; :func:`vol3d.export`
+swaps the former for the latter, so this module is also the exported model.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+from torch import nn
+
+
+class ConvBN(nn.Module):
+    """A stride-1 convolution followed by a batch norm (``nn.Identity`` when none); exported as one
+    ``nn.Conv3d`` with the (eval-mode, per-voxel affine) batch norm folded in."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module | None = None):
+        super().__init__()
+        self.conv = conv
+        self.bn = bn if bn is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class PlainBlock(nn.Module):
+    """``act(BN(conv(x)))``."""
+
+    def __init__(self, conv: ConvBN, act: nn.Module):
+        super().__init__()
+        self.conv = conv
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class ResidualBlock(nn.Module):
+    """ResNet basic block: ``act2(BN(conv2(act1(BN(conv1(x))))) + skip(x))``; ``skip`` is the
+    identity when the feature types agree, else a 1x1 convolution."""
+
+    def __init__(self, conv1: ConvBN, act1: nn.Module, conv2: ConvBN, act2: nn.Module, skip: nn.Module):
+        super().__init__()
+        self.conv1, self.act1, self.conv2, self.act2, self.skip = conv1, act1, conv2, act2, skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(self.conv2(self.act1(self.conv1(x))) + self.skip(x))
+
+
+class Network(nn.Module):
+    """A vol3d classifier: ``(B, in_channels, X, Y, Z)`` -> logits ``(B, num_classes)``, any grid size.
+
+    ``config`` holds the keyword arguments of :func:`vol3d.models.build_model` that rebuild it (plain
+    python types; saved in checkpoints). ``group`` is the symmetry group name (``"cnn"`` for none).
+    """
+
+    def __init__(self, layout: nn.Module, stem: nn.Module, stages: nn.Module, pool: nn.Module,
+                 head: nn.Module, in_channels: int, group: str, config: Dict):
+        super().__init__()
+        self.layout, self.stem, self.stages, self.pool, self.head = layout, stem, stages, pool, head
+        self.in_channels = in_channels
+        self.group = group
+        self.config = dict(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError("expected a volume batch (B, {}, X, Y, Z), got shape {}".format(
+                self.in_channels, list(x.shape)))
+        return self.head(self.pool(self.stages(self.stem(self.layout(x)))))
