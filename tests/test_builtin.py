@@ -8,7 +8,6 @@ import pytest
 
 from vol3d.data.builtin import (
     BUILTIN_NAMES,
-    SYNTHETIC_CLASSES,
     TETRIS_PIECES,
     builtin_classes,
     builtin_meshes,

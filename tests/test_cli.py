@@ -7,7 +7,7 @@ import pytest
 
 from vol3d.cli import build_parser, main
 
-COMMANDS = ("voxelize", "import", "info", "show", "export")
+COMMANDS = ("voxelize", "import", "info", "show", "train", "export")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -69,3 +69,21 @@ def test_voxelize_info_show_round_trip(tmp_path, capsys):
 def test_parser_lists_all_commands():
     text = build_parser().format_help()
     assert all(command in text for command in COMMANDS)
+
+
+def test_export_command_writes_torchscript(tmp_path, capsys):
+    import torch
+
+    from vol3d.checkpoint import save_checkpoint
+    from vol3d.testing import gaussian_blobs, tiny_model
+
+    model = tiny_model("so3")
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, classes=[f"c{i}" for i in range(5)])
+    out = tmp_path / "m.ts"
+    assert main(["export", str(ckpt), str(out), "--check-resolution", "12"]) == 0
+    x = gaussian_blobs(2, 13)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(out))(x), model(x), rtol=1e-4, atol=1e-5)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "missing.pt"), str(out)]) == 1
+    assert "missing.pt" in capsys.readouterr().err

@@ -19,14 +19,12 @@ into a model in either mode; :func:`load_model` recomputes them with ``eval()``.
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .errors import FormatError, UsageError
+from .files import atomic_write
 
 FORMAT = "vol3d-checkpoint"
 FORMAT_VERSION = 1
@@ -67,15 +65,8 @@ def load_model_state(model: torch.nn.Module, state: dict, source="state_dict") -
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_checkpoint(path, model, classes, config: dict | None = None, training: dict | None = None) -> Path:

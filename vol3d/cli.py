@@ -141,6 +141,42 @@ def _run_show(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a classifier from a YAML config",
+        description="Train a 3D classifier as a YAML config says (see configs/). Writes config.yaml, "
+        "metrics.jsonl, last.pt (every epoch) and best.pt to the run folder. Ctrl-C writes a "
+        "checkpoint first; --resume continues exactly. Multi-GPU/CPU: torchrun --nproc_per_node N "
+        "-m vol3d train ...",
+    )
+    p.add_argument("--config", "-c", required=True, help="YAML config file (e.g. configs/demo.yaml)")
+    p.add_argument("--set", "-s", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--out", "-o", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar (epoch summaries still print)")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from .training import TrainingInterrupted, train
+
+    try:
+        summary = train(args.config, out=args.out, overrides=args.set, resume=args.resume,
+                        device=args.device, progress=not args.quiet)
+    except TrainingInterrupted as exc:
+        print(f"vol3d train: {exc}; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    best = summary["best_val_acc"]
+    score = f"best validation accuracy {best:.1%}" if best is not None else (
+        f"train accuracy {summary['last_train_acc']:.1%} (no validation split)")
+    print(f"done: {summary['epochs']} epochs in {summary['seconds']:.0f} s on {summary['device']}; "
+          f"{score}; run folder {summary['run_dir']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- export
 def _add_export(sub) -> None:
     p = sub.add_parser(
@@ -165,7 +201,7 @@ def _run_export(args) -> int:
 
 
 # --------------------------------------------------------------------------- main
-COMMANDS = (_add_voxelize, _add_import, _add_info, _add_show, _add_export)
+COMMANDS = (_add_voxelize, _add_import, _add_info, _add_show, _add_train, _add_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import Vol3dError
+from ..files import atomic_write
 from .store import occupancy, open_dataset
 
 _BLOCK = 512  # samples read at once for the occupancy statistics
@@ -171,9 +171,5 @@ def _save_atomic(figure, out_png: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    try:
+    with atomic_write(out_png, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=110)
-        os.replace(tmp, out_png)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -13,12 +13,10 @@ import json
 import multiprocessing
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
 from ..errors import MeshError, UsageError
 from ..rotations import sample_rotations
 from .sources import MeshSource, discover_sources

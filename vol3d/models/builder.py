@@ -10,7 +10,6 @@ channel count. So the same ``widths`` give every group the same number of activa
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import FormatError, UsageError
+from ..files import atomic_write
 
 
 @torch.no_grad()
@@ -137,15 +137,8 @@ def export_torchscript(checkpoint_or_model, out_path, example_resolution: int = 
     if not torch.allclose(ref, got, rtol=1e-4, atol=1e-5):
         raise RuntimeError("export: the TorchScript module disagrees with the eager exported model")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".partial", dir=out_path.parent)
-    os.close(fd)
-    try:
-        scripted.save(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(out_path) as tmp:
+        scripted.save(str(tmp))
     return out_path
 
 
