@@ -7,7 +7,7 @@ import pytest
 
 from vol3d.cli import build_parser, main
 
-COMMANDS = ("voxelize", "import", "info", "show", "train", "export")
+COMMANDS = ("voxelize", "import", "info", "show", "train", "evaluate", "compare", "export")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

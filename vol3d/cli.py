@@ -177,6 +177,30 @@ def _run_train(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- evaluate / compare
+def _add_evaluate(sub) -> None:
+    from .evaluation.cli import add_evaluate_arguments, run_evaluate
+
+    p = sub.add_parser(
+        "evaluate", help="accuracy and invariance under random 3D rotations: report, plots",
+        description="Evaluate a classifier on aligned and randomly rotated data (seeded: the same "
+        "rotations for every model evaluated with the same seed and data). Prints a table; with "
+        "--out also writes report.json, report.md and PNG plots.",
+    )
+    add_evaluate_arguments(p)
+    p.set_defaults(run=run_evaluate)
+
+
+def _add_compare(sub) -> None:
+    from .evaluation.cli import add_compare_arguments, run_compare
+
+    p = sub.add_parser("compare", help="evaluation reports side by side",
+                       description="One table of several 'vol3d evaluate' reports: model, group, "
+                       "params, aligned and rotated accuracy, consistency, invariance error.")
+    add_compare_arguments(p)
+    p.set_defaults(run=run_compare)
+
+
 # --------------------------------------------------------------------------- export
 def _add_export(sub) -> None:
     p = sub.add_parser(
@@ -201,7 +225,7 @@ def _run_export(args) -> int:
 
 
 # --------------------------------------------------------------------------- main
-COMMANDS = (_add_voxelize, _add_import, _add_info, _add_show, _add_train, _add_export)
+COMMANDS = (_add_voxelize, _add_import, _add_info, _add_show, _add_train, _add_evaluate, _add_compare, _add_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

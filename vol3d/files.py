@@ -42,6 +42,12 @@ def write_text_atomic(path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -1,0 +1,220 @@
+"""The two inputs of an evaluation: a classifier (MODEL) and a labelled split of volumes (DATA).
+
+MODEL is one of
+
+* a vol3d checkpoint (``vol3d train``'s ``best.pt`` / ``last.pt``, read by :func:`vol3d.load_model`);
+* an exported TorchScript file (``vol3d export``, read by :func:`vol3d.models.export.load_exported`);
+* ``pretrained:NAME``, a shipped model (:func:`vol3d.pretrained.load_pretrained`).
+
+DATA is anything ``vol3d train`` accepts (a vol3d HDF5 file, an ``.npz`` that ``vol3d import``
+reads, ``builtin:NAME``), resolved by :func:`vol3d.training.data.dataset_file` (the same cache).
+
+The data's labels are mapped to the model's outputs by class *name* when both sides carry names,
+else by index. The volumes are brought to the model's training resolution (the models are
+resolution-agnostic, but the voxel size of the training data is what they learned); every such
+step is recorded in :attr:`EvalData.notes`.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import FormatError, UsageError, Vol3dError
+
+
+@dataclass
+class Classifier:
+    """A model ready to evaluate: ``module`` maps ``(B, 1, X, Y, Z)`` to logits ``(B, len(classes))``.
+
+    Attributes:
+        module: the model (eval mode).
+        kind: ``checkpoint`` | ``torchscript`` | ``pretrained``.
+        classes: class names (index = output), or None when the model carries none.
+        group: symmetry group name (``so3``, ``cnn``, ...) or ``"unknown"``.
+        num_params: trainable parameters (for exported models: of the dense plain convolutions).
+        resolution: grid size of the training data when known, else None.
+        num_outputs: logits per sample.
+    """
+
+    module: torch.nn.Module
+    kind: str
+    classes: list | None
+    group: str
+    num_params: int
+    resolution: int | None
+    num_outputs: int
+
+    def info(self) -> dict:
+        return {"kind": self.kind, "group": self.group, "params": self.num_params,
+                "classes": self.classes, "training_resolution": self.resolution}
+
+
+def load_classifier(spec: str) -> Classifier:
+    """The classifier named by ``spec`` (see the module docstring), on the CPU, in eval mode."""
+    spec = str(spec)
+    if spec.startswith("pretrained:"):
+        return _pretrained(spec[len("pretrained:"):])
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FormatError(f"{spec}: no such model file (expected a vol3d checkpoint, an exported "
+                          "TorchScript file or pretrained:NAME)")
+    if _is_torchscript(path):
+        from ..models.export import load_exported
+
+        return _wrap(load_exported(path), "torchscript")
+    from ..checkpoint import load_checkpoint, load_model
+
+    ckpt = load_checkpoint(path)  # FormatError: "not a vol3d checkpoint" for anything else
+    model = load_model(ckpt)
+    data = ckpt["config"].get("data") or {}
+    resolution = data.get("resolution") or (32 if str(data.get("path", "")).startswith("builtin:") else None)
+    return _wrap(model, "checkpoint", resolution)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``constants.pkl`` record (``torch.save`` files have none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def _pretrained(name: str) -> Classifier:
+    try:
+        from .. import pretrained
+    except ImportError:
+        raise Vol3dError(f"pretrained:{name}: this vol3d has no pretrained models (vol3d.pretrained is missing)") from None
+    model = pretrained.load_pretrained(name)
+    return _wrap(model, "pretrained", getattr(model, "resolution", None))
+
+
+def _wrap(model, kind: str, resolution=None) -> Classifier:
+    from ..models import count_parameters
+
+    classes = getattr(model, "classes", None)
+    classes = [str(c) for c in classes] if classes else None
+    in_channels = int(getattr(model, "in_channels", 1))
+    if in_channels != 1:
+        raise UsageError(f"the model takes {in_channels} input channels; vol3d datasets have one")
+    with torch.no_grad():  # one tiny forward pass: the number of outputs of any model kind
+        outputs = model.eval()(torch.zeros(1, 1, 8, 8, 8)).shape[-1]
+    if classes is not None and len(classes) != outputs:
+        raise FormatError(f"the model has {outputs} outputs but {len(classes)} class names")
+    return Classifier(model, kind, classes, str(getattr(model, "group", "unknown")), count_parameters(model),
+                      None if resolution is None else int(resolution), int(outputs))
+
+
+@dataclass
+class EvalData:
+    """One labelled split, ready for the model.
+
+    Attributes:
+        volumes: ``(N, R, R, R)`` array (uint8 occupancy or float), at the evaluation resolution.
+        labels: ``(N,)`` int64 indices of the *model's* outputs.
+        classes: names of the model's outputs (the data's names when the model has none).
+        sources: ``(N,)`` source strings (mesh paths or ``builtin:...`` names) from the file.
+        stored_rotations: ``(N, 3, 3)`` rotations the samples were voxelized with.
+        file: the HDF5 file read; ``attrs``: its resolution, representation, normalization.
+        class_matching: ``by name`` or ``by index``.
+        notes: what was done to the data (resampling), one sentence each.
+    """
+
+    volumes: np.ndarray
+    labels: np.ndarray
+    classes: list
+    sources: list
+    stored_rotations: np.ndarray
+    file: Path
+    resolution: int
+    representation: str
+    normalization: str
+    class_matching: str
+    notes: list = field(default_factory=list)
+
+    def info(self) -> dict:
+        return {"file": str(self.file), "resolution": self.resolution, "representation": self.representation,
+                "normalization": self.normalization, "class_matching": self.class_matching}
+
+
+def data_file(spec: str, resolution: int | None, progress: bool = True) -> Path:
+    """The vol3d HDF5 file for DATA ``spec`` (built or imported into the training cache if needed).
+
+    ``resolution`` is the grid of a ``builtin:`` dataset (default 32); other data keep theirs.
+    """
+    from ..data.builtin import BUILTIN_NAMES
+    from ..training.config import defaults
+    from ..training.data import dataset_file
+
+    spec = str(spec)
+    if spec.startswith("builtin:"):
+        if spec[len("builtin:"):] not in BUILTIN_NAMES:
+            raise UsageError(f"{spec}: unknown built-in dataset (choose one of "
+                             f"{', '.join('builtin:' + n for n in BUILTIN_NAMES)})")
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise FormatError(f"{spec}: no such data file")
+        spec = str(path.resolve())
+    section = {**defaults()["data"], "path": spec,
+               "resolution": resolution if spec.startswith("builtin:") else None}
+    return dataset_file(section, progress=progress)
+
+
+def load_split(spec: str, split: str, model: Classifier, progress: bool = True) -> EvalData:
+    """Read split ``split`` of DATA ``spec`` for ``model``: labels mapped to its outputs, volumes at
+    its training resolution (see the module docstring)."""
+    from ..data.resample import resample_volumes
+    from ..data.store import open_dataset
+
+    file = data_file(spec, model.resolution, progress)
+    with open_dataset(file) as f:
+        if split not in f.splits:
+            raise UsageError(f"{spec}: no split {split!r} (has: {', '.join(f.splits) or 'none'})")
+        if f.splits[split] == 0:
+            raise Vol3dError(f"{spec}: split {split!r} is empty")
+        volumes = f.volumes(split)[...]
+        labels, classes = f.labels(split), list(f.classes)
+        sources, rotations = list(f.sources(split)), f.rotations(split)
+        resolution, representation, normalization = f.resolution, f.representation, f.normalization
+    mapping, matching = match_classes(classes, model, labels, spec)
+    notes = []
+    if model.resolution is not None and model.resolution != resolution:
+        volumes = resample_volumes(volumes, model.resolution, "area")
+        notes.append(f"the data's {resolution}^3 volumes were resampled (area filter) to the model's "
+                     f"training resolution {model.resolution}^3")
+        resolution = model.resolution
+    elif model.resolution is None:
+        notes.append(f"the model's training resolution is unknown: evaluated at the data's {resolution}^3")
+    names = model.classes if matching == "by name" else (model.classes or classes)
+    return EvalData(volumes, mapping[labels], list(names), sources, rotations, file, resolution, representation,
+                    normalization, matching, notes)
+
+
+def _unnamed(classes) -> bool:
+    """Class names that are only the label indices (``"0", "1", ...``): no real names."""
+    return list(classes) == [str(i) for i in range(len(classes))]
+
+
+def match_classes(data_classes, model: Classifier, labels, spec: str) -> tuple[np.ndarray, str]:
+    """``(mapping, how)``: ``mapping[data_label]`` is the model output of that class.
+
+    By name when both sides have names; by index otherwise (then the counts must agree). A class
+    that occurs in the split but not in the model is an error naming it.
+    """
+    present = [data_classes[i] for i in np.unique(labels)]
+    if model.classes is not None and not _unnamed(data_classes) and not _unnamed(model.classes):
+        index = {name: i for i, name in enumerate(model.classes)}
+        unknown = [name for name in present if name not in index]
+        if unknown:
+            raise Vol3dError(f"{spec}: classes unknown to the model: {', '.join(unknown[:5])}"
+                             f"{' ...' if len(unknown) > 5 else ''} (the model knows: {', '.join(model.classes)})")
+        return np.array([index.get(name, -1) for name in data_classes], dtype=np.int64), "by name"
+    if len(data_classes) != model.num_outputs:
+        raise Vol3dError(f"{spec}: {len(data_classes)} classes but the model has {model.num_outputs} outputs "
+                         "(and no class names to match by)")
+    return np.arange(len(data_classes), dtype=np.int64), "by index"
