@@ -25,7 +25,8 @@ def test_roundtrip_from_either_mode(tmp_path, mode):
     assert ckpt["classes"] == list("abcde") and ckpt["vol3d_version"] == vol3d.__version__
     assert ckpt["config"]["seed"] == 3 and ckpt["config"]["model"]["group"] == "so3"
     assert ckpt["training"]["epoch"] == 4
-    assert not any(k.endswith(".filter") or "_basisexpansion" in k for k in ckpt["state_dict"])
+    assert not any(k.endswith(".filter") for k in ckpt["state_dict"])
+    assert any("_basisexpansion" in k for k in ckpt["state_dict"])  # the checkpoint carries its basis
     loaded = load_model(path)
     assert not loaded.training and loaded.classes == list("abcde")
     with torch.no_grad():
@@ -72,3 +73,30 @@ def test_class_count_must_match(tmp_path):
     with pytest.raises(UsageError, match="5 outputs but 2"):
         save_checkpoint(tmp_path / "x.ckpt", tiny_model("cnn"), ["a", "b"])
     assert not list(tmp_path.iterdir())
+
+
+def test_checkpoint_restores_its_own_basis_on_another_escnn_set_up(tmp_path):
+    """escnn's sampled basis depends on its set-up (py3nj or not, its cache); a checkpoint must
+    reproduce the trained model wherever it is loaded. Simulate another set-up by flipping the
+    sign of the bases in escnn's global cache, from which new models copy theirs."""
+    from escnn.nn.modules.basismanager import basisexpansion_singleblock as single
+
+    model = tiny_model("so3")
+    x = gaussian_blobs(2, 11)
+    with torch.no_grad():
+        expected = model(x)
+    path = save_checkpoint(tmp_path / "m.ckpt", model, list("abcde"))
+    flipped = [b for b in single._stored_filters.values() if hasattr(b, "sampled_basis")]
+    assert flipped
+    try:
+        for block in flipped:
+            block.sampled_basis.neg_()
+        ckpt = torch.load(path, weights_only=True)
+        with torch.no_grad():
+            assert torch.allclose(load_model(path)(x), expected, atol=1e-6)
+            without_basis = {k: v for k, v in ckpt["state_dict"].items() if "_basisexpansion" not in k}
+            stale = load_model({**ckpt, "state_dict": without_basis})(x)
+        assert not torch.allclose(stale, expected, atol=1e-3)  # what loading without the basis gives
+    finally:
+        for block in flipped:
+            block.sampled_basis.neg_()

@@ -11,7 +11,8 @@ from vol3d.checkpoint import save_checkpoint
 from vol3d.data.store import write_dataset
 from vol3d.errors import FormatError, UsageError, Vol3dError
 from vol3d.evaluation import draw_rotations, evaluate, robustness_metrics
-from vol3d.evaluation.robustness import accuracy_by_angle, is_exact, rotate_batch
+from vol3d.evaluation.robustness import accuracy_by_angle, is_exact
+from vol3d.transforms import rotate_volumes
 from vol3d.rotations import cube_rotations, rotation_about_z, sample_rotations
 from vol3d.testing import gaussian_blobs, tiny_model
 
@@ -43,7 +44,7 @@ def test_identity_and_90_degree_rotations_are_exact_in_a_mixed_batch(r):
     quarter = rotation_about_z(np.pi / 2)
     mats = np.stack([np.eye(3), quarter, sample_rotations(1, "so3", 0)[0], cube_rotations()[7]])
     assert is_exact(mats).tolist() == [True, True, False, True]
-    out = rotate_batch(x, mats)
+    out = rotate_volumes(x, mats)
     assert torch.equal(out[0], x[0])
     # a quarter turn about z moves the voxel at centred position p to R p: check voxel by voxel
     c = (r - 1) / 2

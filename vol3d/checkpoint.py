@@ -32,31 +32,44 @@ REQUIRED = ("format_version", "vol3d_version", "config", "classes", "state_dict"
 
 
 def derived_keys(model: torch.nn.Module) -> set:
-    """State-dict keys that escnn recomputes (``R3Conv`` filter caches and sampled bases)."""
+    """State-dict keys of escnn's eval-mode filter caches (``R3Conv.filter``/``expanded_bias``):
+    recomputed from the weights, present only in eval mode, never saved."""
     keys = set()
     for name, m in model.named_modules():
         if type(m).__name__ in ("R3Conv", "R2Conv", "R3ConvTransposed"):
             prefix = f"{name}." if name else ""
             keys |= {prefix + "filter", prefix + "expanded_bias"}
-            # the sampled steerable basis: rebuilt by the constructor, often the largest tensors
+    return keys
+
+
+def basis_keys(model: torch.nn.Module) -> set:
+    """State-dict keys of escnn's sampled steerable bases. They ARE saved: the weights are
+    coefficients in this basis, and the basis escnn computes depends on its set-up (py3nj or the
+    numerical Clebsch-Gordan fallback, its disk cache), so a checkpoint carries its own."""
+    keys = set()
+    for name, m in model.named_modules():
+        if type(m).__name__ in ("R3Conv", "R2Conv", "R3ConvTransposed"):
+            prefix = f"{name}." if name else ""
             keys |= {f"{prefix}_basisexpansion.{k}" for k in m._basisexpansion.state_dict()}
     return keys
 
 
 def model_state(model: torch.nn.Module) -> dict:
-    """``model.state_dict()`` without the derived escnn buffers (same content in train and eval mode)."""
+    """``model.state_dict()`` without escnn's filter caches (same content in train and eval mode)."""
     skip = derived_keys(model)
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in skip}
 
 
 def load_model_state(model: torch.nn.Module, state: dict, source="state_dict") -> None:
     """Load weights saved by :func:`model_state` (or a raw state dict of either mode) into ``model``;
-    missing or unexpected keys other than the derived buffers raise :class:`FormatError`."""
+    missing or unexpected keys other than the derived buffers raise :class:`FormatError`. A state
+    without sampled bases (written before they were saved) keeps the freshly computed ones."""
     skip = derived_keys(model)
+    optional = skip | basis_keys(model)
     was_training = model.training
     model.train()  # escnn: drops the cached filters, which eval() rebuilds from the new weights
     result = model.load_state_dict({k: v for k, v in state.items() if k not in skip}, strict=False)
-    missing = [k for k in result.missing_keys if k not in skip]
+    missing = [k for k in result.missing_keys if k not in optional]
     unexpected = [k for k in result.unexpected_keys if k not in skip]
     if missing or unexpected:
         what = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
@@ -126,13 +139,15 @@ def load_model(path_or_checkpoint, map_location="cpu"):
     Accepts a path or an already loaded checkpoint dict. ``model.classes`` holds the class names.
     """
     from .models import build_model
+    from .models.builder import LEGACY
 
     if isinstance(path_or_checkpoint, dict):
         ckpt, source = path_or_checkpoint, "checkpoint"
     else:
         ckpt, source = load_checkpoint(path_or_checkpoint, map_location), str(path_or_checkpoint)
     try:
-        model = build_model(**ckpt["config"]["model"])
+        # options added after a checkpoint was written take the values that reproduce its model
+        model = build_model(**{**LEGACY, **ckpt["config"]["model"]})
     except TypeError as exc:
         raise FormatError(f"{source}: bad config.model ({exc})") from None
     load_model_state(model, ckpt["state_dict"], source)

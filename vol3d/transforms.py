@@ -53,7 +53,8 @@ def rotate_volumes(x: torch.Tensor, rotations, mode: str = "bilinear", padding: 
     """Rotate a batch of volumes ``x`` ``(B, C, X, Y, Z)`` by ``rotations`` ``(B, 3, 3)`` or ``(3, 3)``.
 
     Signed permutations (the 48 cube symmetries, identity included) take an exact path (axis
-    permutations and flips: no interpolation). Others are resampled with ``grid_sample``
+    permutations and flips: no interpolation), also within a batch that mixes them with other
+    rotations. Others are resampled with ``grid_sample``
     (``mode`` bilinear = trilinear, or nearest; ``padding`` zeros | border | reflection for
     content rotated in from outside the grid). Returns a tensor of the same shape and dtype.
     """
@@ -65,11 +66,18 @@ def rotate_volumes(x: torch.Tensor, rotations, mode: str = "bilinear", padding: 
         raise UsageError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
     mats = _as_matrices(rotations, x.shape[0])
     perms = [signed_permutation(m) for m in mats.numpy()]
-    if all(p is not None for p in perms):
-        if all(p == perms[0] for p in perms):
-            return permute_volume(x, *perms[0]).contiguous()
-        return torch.stack([permute_volume(v, *p) for v, p in zip(x, perms)])
-    return _resample(x, mats, mode, padding)
+    exact = [i for i, p in enumerate(perms) if p is not None]
+    if len(exact) == len(perms) and all(p == perms[0] for p in perms):
+        return permute_volume(x, *perms[0]).contiguous()
+    if not exact:
+        return _resample(x, mats, mode, padding)
+    out = torch.empty_like(x)
+    for i in exact:
+        out[i] = permute_volume(x[i], *perms[i])
+    rest = [i for i, p in enumerate(perms) if p is None]
+    if rest:
+        out[rest] = _resample(x[rest], mats[rest], mode, padding)
+    return out
 
 
 def _resample(x, mats, mode, padding):

@@ -62,19 +62,6 @@ def is_exact(mats) -> np.ndarray:
     return np.array([signed_permutation(m) is not None for m in flat], dtype=bool).reshape(mats.shape[:-2])
 
 
-def rotate_batch(x: torch.Tensor, mats: np.ndarray) -> torch.Tensor:
-    """``rotate_volumes`` per sample, with the exact samples of a mixed batch kept exact
-    (``rotate_volumes`` interpolates a whole batch as soon as one rotation is not a cube symmetry)."""
-    exact = is_exact(mats)
-    if exact.all() or not exact.any():
-        return rotate_volumes(x, mats)
-    out = torch.empty_like(x)
-    for mask in (exact, ~exact):
-        index = torch.from_numpy(np.nonzero(mask)[0]).to(x.device)
-        out[index] = rotate_volumes(x[index], mats[mask])
-    return out
-
-
 class _Inputs:
     """Model inputs for (sample index, rotation) pairs: rotated voxel grids, or re-voxelized meshes."""
 
@@ -86,7 +73,7 @@ class _Inputs:
             grids = self.revoxelize(index, mats)
             return torch.from_numpy(grids.astype(np.float32)).unsqueeze(1).to(self.device)
         x = torch.from_numpy(self.volumes[index].astype(np.float32)).unsqueeze(1).to(self.device)
-        return rotate_batch(x, mats)
+        return rotate_volumes(x, mats)
 
 
 @torch.no_grad()

@@ -9,6 +9,8 @@ channel count. So the same ``widths`` give every group the same number of activa
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import numpy as np
@@ -17,12 +19,16 @@ from torch import nn
 
 from ..errors import UsageError
 from . import groups as G
-from .layers import BlurDownsample3d, EscnnLayout, FourierELU, FourierPool, GatedELU, Head, NormELU
+from .layers import (SPATIAL_POOLS, BlurDownsample3d, Conv3d, EscnnLayout, FieldNorm3d, FourierELU, FourierPool,
+                     GatedELU, Head, NormELU, conv3d_same)
 from .network import ConvBN, Network, PlainBlock, ResidualBlock
 
 NONLINEARITIES = ("fourier_elu", "gated", "norm")
 POOLS = ("group", "sphere")
 INITS = ("he", "escnn_he", "delta")
+NORMS = ("rms", "batch")
+#: values of the options added later that reproduce models saved before them (see vol3d.checkpoint)
+LEGACY = dict(norm="batch", spatial_pool="mean")
 
 #: defaults of every option of :func:`build_model` (also the valid keys of a ``model:`` section)
 DEFAULTS = dict(
@@ -40,11 +46,23 @@ DEFAULTS = dict(
     pool_grid=None,
     head=(64,),
     dropout=0.1,
+    norm="rms",
+    spatial_pool="max",
     init="he",
     match=None,
     reference="so3",
     match_resolution=32,
 )
+
+
+def _private_buffers(module: nn.Module) -> nn.Module:
+    """A shallow copy of ``module`` (and its submodules) with its own copies of the buffers; other
+    attributes (escnn's group and basis objects, which do not deep-copy) stay shared."""
+    clone = copy.copy(module)
+    clone._buffers = {k: None if v is None else v.clone() for k, v in module._buffers.items()}
+    clone._parameters = dict(module._parameters)
+    clone._modules = {k: _private_buffers(m) for k, m in module._modules.items()}
+    return clone
 
 
 class EscnnAdapter(nn.Module):
@@ -53,10 +71,19 @@ class EscnnAdapter(nn.Module):
     def __init__(self, module):
         super().__init__()
         self.module = module
+        # stride-1 zero-padded R3Convs run through conv3d_same (same values, faster CPU backward)
+        self.same_conv = (type(module).__name__ == "R3Conv" and module.padding_mode == "zeros"
+                          and module.stride == 1 and module.dilation == 1 and module.groups == 1
+                          and 2 * module.padding + 1 == module.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from escnn.nn import GeometricTensor
 
+        if self.same_conv:
+            conv = self.module
+            # as R3Conv.forward: escnn caches the expanded filter in eval mode, expands it in training
+            weight, bias = (conv.filter, conv.expanded_bias) if not conv.training else conv.expand_parameters()
+            return conv3d_same(x, weight, bias, conv.padding)
         return self.module(GeometricTensor(x, self.module.in_type)).tensor
 
 
@@ -84,6 +111,9 @@ class _Plain:
 
     layout = nn.Identity
 
+    def __init__(self, norm="rms"):
+        self.norm = norm
+
     def fields(self, width):
         return max(1, int(round(width)))
 
@@ -97,10 +127,10 @@ class _Plain:
         return f
 
     def conv(self, cin, cout, k, bias=False):
-        return nn.Conv3d(cin, cout, k, padding=k // 2, bias=bias)
+        return Conv3d(cin, cout, k, padding=k // 2, bias=bias)
 
     def bn(self, c):
-        return nn.BatchNorm3d(c)
+        return FieldNorm3d([1] * c) if self.norm == "rms" else nn.BatchNorm3d(c)
 
     def act(self, f):
         return nn.ELU()
@@ -127,7 +157,7 @@ class _Steerable:
         self.rho = G.spectral_representation(group, self.L)
         self.A, self.Ainv = G.fourier_matrices(group, self.L, opts["grid"])
         self.layout_irreps = G.irrep_layout(group, self.L)
-        self.nonlinearity, self.init = opts["nonlinearity"], opts["init"]
+        self.nonlinearity, self.init, self.norm = opts["nonlinearity"], opts["init"], opts["norm"]
         self.n_gates = sum(not triv for _, _, triv in self.layout_irreps)
 
     def fields(self, width):
@@ -148,6 +178,10 @@ class _Steerable:
         from escnn.nn import init
 
         conv = self.enn.R3Conv(cin, cout, k, padding=k // 2, bias=bias, initialize=False)
+        # escnn shares sampled-basis modules between convs and models through a global cache; a
+        # private copy lets a checkpoint restore the exact basis it was trained with (the sampled
+        # basis depends on the escnn set-up, e.g. py3nj) without touching other models
+        conv._basisexpansion = _private_buffers(conv._basisexpansion)
         if self.init == "he":
             fast_he_init(conv)
         elif self.init == "escnn_he":
@@ -157,6 +191,8 @@ class _Steerable:
         return EscnnAdapter(conv)
 
     def bn(self, t):
+        if self.norm == "rms":
+            return FieldNorm3d([r.size for r in t.representations])
         return EscnnAdapter(self.enn.IIDBatchNorm3d(t, affine=True))
 
     def act(self, f):
@@ -192,7 +228,8 @@ def _validate(group, opts):
     if unknown:
         raise UsageError(f"unknown model option {unknown[0]!r}; valid options: {', '.join(sorted(DEFAULTS))}")
     full = {**DEFAULTS, **opts}
-    for key, allowed in (("nonlinearity", NONLINEARITIES), ("pool", POOLS), ("init", INITS)):
+    for key, allowed in (("nonlinearity", NONLINEARITIES), ("pool", POOLS), ("init", INITS), ("norm", NORMS),
+                         ("spatial_pool", SPATIAL_POOLS)):
         if full[key] not in allowed:
             raise UsageError(f"model option {key}={full[key]!r}; choose one of {', '.join(allowed)}")
     if full["match"] not in (None, "params", "compute"):
@@ -235,8 +272,10 @@ def _assemble(parts, group, num_classes, in_channels, o, config):
             cur = parts.post(f)
         stages.append(nn.Sequential(*mods))
     pool = parts.pool(cur, int(o["pool_features"]), o)
-    head = Head(int(o["pool_features"]), num_classes, o["head"], float(o["dropout"]))
-    return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config)
+    head = Head(int(o["pool_features"]), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"])
+    # zero-preserving models pad to a canonical size so that stage parities ignore extra empty space
+    multiple = 2 ** len(o["widths"]) if o["norm"] == "rms" else 1
+    return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple)
 
 
 def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1, **options) -> Network:
@@ -262,6 +301,12 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
                 grid, escnn's reference pooling). pool_features: invariant features;
                 pool_L / pool_grid: band limit and grid of the pooling (default: the hidden ones).
             head: hidden widths of the MLP; dropout: its dropout.
+            norm: ``rms`` (:class:`FieldNorm3d`: per-field scaling by the running RMS norm, no mean,
+                no bias, so background stays exactly zero) | ``batch`` (escnn ``IIDBatchNorm3d`` /
+                ``nn.BatchNorm3d``, the behaviour before; background gets nonzero features).
+            spatial_pool: the head's pooling over space, ``max`` | ``sum`` | ``mean``. With
+                ``norm: rms`` ``max`` and ``sum`` make the logits independent of the empty space
+                around the object (zero padding), as rotated evaluation needs; ``mean`` dilutes.
             init: ``he`` (fast, see :func:`fast_he_init`) | ``escnn_he`` | ``delta``.
             match: cnn only: ``params`` | ``compute`` scales the widths so that the number of
                 parameters / the multiply-adds at ``match_resolution`` match ``reference`` (a group
@@ -272,6 +317,8 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
         raise UsageError(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
     config = {"group": group, "num_classes": num_classes, "in_channels": in_channels,
               **{k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}}
+    # recorded explicitly: checkpoints without them load with their LEGACY values
+    config.update({k: o[k] for k in LEGACY})
     if group == "cnn":
         if o["match"] is not None:
             o = {**o, "widths": _matched_widths(num_classes, in_channels, o)}
@@ -279,7 +326,7 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             config.pop("match", None)
             config.pop("reference", None)
             config.pop("match_resolution", None)
-        return _assemble(_Plain(), group, num_classes, in_channels, o, config)
+        return _assemble(_Plain(o["norm"]), group, num_classes, in_channels, o, config)
     return _assemble(_Steerable(group, o), group, num_classes, in_channels, o, config)
 
 
@@ -338,7 +385,7 @@ def _matched_widths(num_classes, in_channels, o):
     def size(s):
         # on the meta device: shapes only, no compute
         with torch.device("meta"):
-            cnn = _assemble(_Plain(), "cnn", num_classes, in_channels, {**plain, "widths": widths(s)}, {})
+            cnn = _assemble(_Plain(plain["norm"]), "cnn", num_classes, in_channels, {**plain, "widths": widths(s)}, {})
         return measure(cnn)
 
     lo, hi = 1e-2, 1e2

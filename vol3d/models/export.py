@@ -78,7 +78,7 @@ def _replace(module: nn.Module) -> nn.Module:
 
     if isinstance(module, ConvBN):
         return _fold(module)
-    if _is_escnn_conv(module):
+    if _is_escnn_conv(module) or isinstance(module, nn.Conv3d):  # vol3d's Conv3d -> a plain nn.Conv3d
         return _to_conv3d(*_plain_conv(module))
     if type(module).__name__ == "EscnnAdapter":
         raise UsageError(f"export: no plain equivalent for escnn module {type(module.module).__name__}")

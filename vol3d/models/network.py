@@ -3,6 +3,7 @@
 ``Network``: ``(B, C, X, Y, Z)`` float -> logits ``(B, K)``::
 
     layout  (escnn's voxel layout for steerable models, identity for the CNN)
+    pad     zero-pad each axis symmetrically to N' >= N, N' = N mod 2 (mod size_multiple)
     stem    ConvBN(k0) -> act                                   full resolution
     stage i BlurDownsample3d (stride 2) -> blocks x Block(k_i)  resolution / 2^i
     pool    ConvBN(1x1) -> invariant pooling (group pooling to scalars, or ELU for the CNN)
@@ -15,9 +16,10 @@ swaps the former for the latter, so this module is also the exported model.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -63,18 +65,40 @@ class Network(nn.Module):
 
     ``config`` holds the keyword arguments of :func:`vol3d.models.build_model` that rebuild it (plain
     python types; saved in checkpoints). ``group`` is the symmetry group name (``"cnn"`` for none).
+
+    ``size_multiple`` (``2^(downsamplings + 1)``, or 1 for none) makes zero padding harmless. A
+    centred stride-2 downsampling ``N -> M = ceil(N/2)`` samples at offsets ``2j - (M - 1)`` from
+    the grid centre (odd offsets for even ``M``) with taps chosen by the parity of ``N``, so padding
+    ``16 -> 18`` (``8 -> 9`` one stage later) or ``16 -> 20`` (``4 -> 5`` at the end) would move the
+    sampling lattice relative to the object. Each axis is first zero-padded symmetrically to the
+    smallest ``N' >= N`` with ``N' = N mod 2 (mod size_multiple)``: every downsampling then sees
+    the parities of the first, so two grids of the same parity that differ by empty space give the
+    same features (with zero-preserving layers: ``norm: rms``). Symmetric, so the grid centre and
+    its symmetries are kept.
     """
 
     def __init__(self, layout: nn.Module, stem: nn.Module, stages: nn.Module, pool: nn.Module,
-                 head: nn.Module, in_channels: int, group: str, config: Dict):
+                 head: nn.Module, in_channels: int, group: str, config: Dict, size_multiple: int = 1):
         super().__init__()
         self.layout, self.stem, self.stages, self.pool, self.head = layout, stem, stages, pool, head
         self.in_channels = in_channels
         self.group = group
         self.config = dict(config)
+        self.size_multiple = int(size_multiple)
+
+    def _canonical_pad(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.size_multiple
+        if m <= 2:
+            return x
+        pads: List[int] = []
+        for axis in (4, 3, 2):  # F.pad lists the last axis first
+            n = x.shape[axis]
+            half = (m - (n - n % 2) % m) % m // 2  # (n % 2 - n) mod m, non-negative operands
+            pads += [half, half]
+        return F.pad(x, pads) if max(pads) > 0 else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError("expected a volume batch (B, {}, X, Y, Z), got shape {}".format(
                 self.in_channels, list(x.shape)))
-        return self.head(self.pool(self.stages(self.stem(self.layout(x)))))
+        return self.head(self.pool(self.stages(self.stem(self._canonical_pad(self.layout(x))))))

@@ -101,25 +101,33 @@ def cached_file_name(data: dict) -> str:
 def _builtin_file(data: dict, progress: bool) -> Path:
     from ..data.pipeline import voxelize_dataset
 
-    out = cache_dir(data["cache_dir"]) / cached_file_name(data)
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {data['path']} at {data['resolution'] or 32}^3 into the cache: {out}", flush=True)
-        voxelize_dataset(data["path"], out, resolution=data["resolution"] or 32,
-                         representation=data["representation"], progress=progress,
-                         command=f"vol3d train (data.path={data['path']})")
-    return out
+    return _cached(data, f"building {data['path']} at {data['resolution'] or 32}^3", lambda out: voxelize_dataset(
+        data["path"], out, resolution=data["resolution"] or 32, representation=data["representation"],
+        progress=progress, command=f"vol3d train (data.path={data['path']})"))
 
 
 def _imported_file(data: dict, progress: bool) -> Path:
     from ..data.importers import import_volumes
 
+    return _cached(data, f"importing {data['path']}", lambda out: import_volumes(
+        data["path"], out, resolution=data["resolution"], pad_for_rotation=data["pad_for_rotation"],
+        command=f"vol3d train (data.path={data['path']})", show_progress=progress))
+
+
+def _cached(data: dict, what: str, build) -> Path:
+    """The cache file of ``data``, made by ``build(path)`` if missing. An exclusive lock on a
+    sibling ``.lock`` file lets concurrent runs sharing a cache build it once and wait for it."""
+    import fcntl
+
     out = cache_dir(data["cache_dir"]) / cached_file_name(data)
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"importing {data['path']} into the cache: {out}", flush=True)
-        import_volumes(data["path"], out, resolution=data["resolution"], pad_for_rotation=data["pad_for_rotation"],
-                       command=f"vol3d train (data.path={data['path']})", show_progress=progress)
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not out.exists():  # another process may have built it while we waited
+            print(f"{what} into the cache: {out}", flush=True)
+            build(out)
     return out
 
 

@@ -464,7 +464,10 @@ class Trainer:
             }
             if self.scaler.is_enabled():
                 state["scaler"] = self.scaler.state_dict()
-        save_checkpoint(path, self.model, self.data.classes, config=self.cfg, training=state)
+        # the checkpoint records the grid the model was trained on (evaluation resamples to it),
+        # also when the config left data.resolution to the data file
+        config = {**self.cfg, "data": {**self.cfg["data"], "resolution": self.data.resolution}}
+        save_checkpoint(path, self.model, self.data.classes, config=config, training=state)
 
     def _interrupt(self, signum, saved: bool = False):
         last = self.run_dir / "last.pt"
