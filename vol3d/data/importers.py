@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from ..errors import FormatError, UsageError
 from . import resample as rs
-from .sources import _assign_splits
+from .sources import assign_splits
 from .store import FORMAT_NAME, DatasetWriter, open_dataset
 
 FOLDER_EXTENSIONS = (".binvox", ".npy")
@@ -315,7 +315,7 @@ def _split_test(splits: dict, test_fraction: float, seed: int, src) -> dict:
     if set(splits) != {"train"}:
         raise UsageError(f"{src}: already has splits {sorted(splits)}; --test-fraction needs a single-split source")
     train = splits["train"]
-    records = _assign_splits([(i, str(y), None) for i, y in enumerate(train.labels)], test_fraction, seed)
+    records = assign_splits([(i, str(y), None) for i, y in enumerate(train.labels)], test_fraction, seed)
     test = np.array([split == "test" for _, _, split in sorted(records)])
     return {"train": _subset(train, ~test), "test": _subset(train, test)}
 

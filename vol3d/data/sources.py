@@ -195,7 +195,7 @@ def _manifest_record(csv_path: Path, line_no: int, row):
 def _finish(records, test_fraction: float, seed: int):
     """Assign missing splits, then build the sorted classes and items."""
     classes = sorted({label for _, label, _ in records})
-    records = _assign_splits(records, test_fraction, seed)
+    records = assign_splits(records, test_fraction, seed)
     class_index = {c: i for i, c in enumerate(classes)}
     items = [MeshSource(str(p), label, split) for p, label, split in records]
     items.sort(key=lambda it: (_split_rank(it.split), class_index[it.label], it.source))
@@ -207,7 +207,7 @@ def _split_rank(split: str):
     return ({"train": 0, "test": 1}.get(split, 2), split)
 
 
-def _assign_splits(records, test_fraction: float, seed: int):
+def assign_splits(records, test_fraction: float, seed: int):
     """Give records without a split one: per class, a seeded ``round(f * n)`` go to ``test``.
 
     The draw for a class depends only on the seed, the class name and the sorted paths of its

@@ -33,7 +33,7 @@ from torch.utils.data import DistributedSampler
 
 from .. import __version__
 from ..data.dataset import VolumeDataset
-from ..data.sources import _assign_splits  # the one seeded stratified split of vol3d
+from ..data.sources import assign_splits  # the one seeded stratified split of vol3d
 from ..data.store import open_dataset
 from .config import ConfigError
 
@@ -188,9 +188,9 @@ def object_groups(sources) -> list:
 
 def holdout(groups, labels, fraction: float, seed: int) -> np.ndarray:
     """Boolean ``(num_objects,)``: which objects go to validation, ``round(fraction * n_c)`` per class,
-    seeded (the split vol3d uses everywhere, :func:`vol3d.data.sources._assign_splits`)."""
+    seeded (the split vol3d uses everywhere, :func:`vol3d.data.sources.assign_splits`)."""
     records = [(f"{i:09d}", str(int(labels[g[0]])), None) for i, g in enumerate(groups)]
-    return np.array([split == "test" for _, _, split in _assign_splits(records, fraction, seed)], dtype=bool)
+    return np.array([split == "test" for _, _, split in assign_splits(records, fraction, seed)], dtype=bool)
 
 
 class EpochSampler(DistributedSampler):
