@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from vol3d.data.dataset import VolumeDataset, batch_loader
 from vol3d.data.importers import import_volumes
 from vol3d.data.store import write_dataset
+from vol3d.files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_NPZ = REPO.parent / "shared" / "data" / "modelnet10_train_32.npz"
@@ -129,18 +130,15 @@ def main() -> None:
         ok = "yes" if row["samples_per_s"] >= TARGET else "no"
         print(f"{row['mode']:<11}{row['loader']:<10}{row['num_workers']:>8}{row['samples_per_s']:>12,.0f}"
               f"{row['samples_per_s'] / naive:>11.2f}{ok:>8}")
-    write_json({"benchmark": "loader", "dataset": name, "samples": len(lazy), "resolution": lazy.resolution,
+    save_results({"benchmark": "loader", "dataset": name, "samples": len(lazy), "resolution": lazy.resolution,
                 "batch_size": BATCH, "file_mb": size_mb, "target_samples_per_s": TARGET, "rows": rows,
                 "cpus": os.cpu_count(), "load_average": load, "torch": torch.__version__,
                 "python": platform.python_version(),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
-def write_json(result: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
+def save_results(result: dict) -> None:
+    write_text_atomic(RESULTS, json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(REPO)}")
 
 

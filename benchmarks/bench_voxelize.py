@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import trimesh
 
 from vol3d.data.meshes import load_mesh
+from vol3d.files import write_text_atomic
 from vol3d.data.voxelize import inside_votes, normalize_mesh, voxelize
 from vol3d.rotations import sample_rotations
 
@@ -141,14 +141,6 @@ def iou_vs_trimesh(mesh: trimesh.Trimesh, resolution: int) -> float:
     return iou(solid, theirs)
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -184,7 +176,7 @@ def main(argv=None) -> dict:
         results["resolutions"][str(resolution)] = res
     results["repeats"] = args.repeats
     results["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(), "numpy": np.__version__, "trimesh": trimesh.__version__}
-    write_json(args.out, results)
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print(format_table(rows, results))
     print(f"\nwrote {args.out}")
     return results

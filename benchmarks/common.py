@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vol3d.files import write_text_atomic
 from vol3d.models.export import export
 from vol3d.models.network import ConvBN
 
@@ -150,9 +151,5 @@ def markdown_table(rows, cols, fmt=None) -> str:
 
 
 def write_json(path, payload) -> None:
-    """Atomic write: a hidden temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    """Write ``payload`` as JSON to ``path`` atomically (vol3d's one atomic writer)."""
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")

@@ -8,6 +8,7 @@ nothing produced), 2 usage error. Errors the user can fix are printed as one lin
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -169,6 +170,8 @@ def _run_train(args) -> int:
     except TrainingInterrupted as exc:
         print(f"vol3d train: {exc}; continue with the same command and --resume", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports, as the trainer itself does
     best = summary["best_val_acc"]
     score = f"best validation accuracy {best:.1%}" if best is not None else (
         f"train accuracy {summary['last_train_acc']:.1%} (no validation split)")
