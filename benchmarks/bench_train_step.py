@@ -12,8 +12,9 @@ Target (issue 6): ratio <= 1.3 for the default ``so3`` model.
 
     python benchmarks/bench_train_step.py [--groups so3 octa] [--se3] [--repeats 5] [--device auto]
 
-``--se3`` adds escnn's reference SE(3) model (preset ``escnn_se3``; its first build computes escnn
-bases for minutes, cached afterwards). Writes ``benchmarks/results/train_step.json``.
+``--se3`` adds escnn's reference SE(3) model (preset ``escnn_se3``, built literally from escnn
+modules, :mod:`vol3d.models.reference`; its dense limit keeps its exported channels-last layout).
+Writes ``benchmarks/results/train_step.json``.
 """
 
 from __future__ import annotations

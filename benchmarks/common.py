@@ -29,22 +29,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def dense_limit(model: nn.Module) -> nn.Module:
-    """The dense limit of a vol3d ``Network`` (train mode, all parameters trainable).
+    """The dense limit of a vol3d model (``Network`` or ``ReferenceNetwork``; train mode, all
+    parameters trainable).
 
-    Starts from :func:`vol3d.models.export.export` (plain modules, batch norms folded into the
-    convolutions) and puts a fresh ``nn.BatchNorm3d`` back behind every convolution that had a
-    batch norm, with the convolution's bias dropped, as a hand-written network would have it.
+    Starts from :func:`vol3d.models.export.export` without batch-norm folding (plain modules, each
+    convolution that had a batch norm beside it in a ``ConvBN``) and puts a fresh ``nn.BatchNorm3d``
+    in place of every such batch norm, with the convolution's bias dropped, as a hand-written
+    network would have it.
     """
-    plain = export(model)
-    for name, m in model.named_modules():
+    plain = export(model, fold_batch_norms=False)
+    for m in plain.modules():
         if isinstance(m, ConvBN) and not isinstance(m.bn, nn.Identity):
-            parent_name, _, attr = name.rpartition(".")
-            parent = plain.get_submodule(parent_name) if parent_name else plain
-            folded = getattr(parent, attr)
-            conv = nn.Conv3d(folded.in_channels, folded.out_channels, folded.kernel_size,
-                             padding=folded.padding, bias=False)
-            conv.weight.data.copy_(folded.weight.data)
-            setattr(parent, attr, ConvBN(conv, nn.BatchNorm3d(folded.out_channels)))
+            conv = nn.Conv3d(m.conv.in_channels, m.conv.out_channels, m.conv.kernel_size, stride=m.conv.stride,
+                             padding=m.conv.padding, bias=False)
+            conv.weight.data.copy_(m.conv.weight.data)
+            m.conv, m.bn = conv, nn.BatchNorm3d(conv.out_channels)
     for p in plain.parameters():
         p.requires_grad_(True)
     return plain.train()

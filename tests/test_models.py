@@ -134,9 +134,9 @@ def test_unknown_option_and_group_named():
 
 
 def test_config_section_and_presets():
-    kwargs = model_kwargs({"preset": "escnn_se3", "dropout": 0.2}, num_classes=7)
+    kwargs = model_kwargs({"preset": "large_so3", "dropout": 0.2}, num_classes=7)
     assert kwargs["group"] == "so3" and kwargs["num_classes"] == 7 and kwargs["dropout"] == 0.2
-    assert kwargs["widths"] == PRESETS["escnn_se3"]["widths"]
+    assert kwargs["widths"] == PRESETS["large_so3"]["widths"]
     model = model_from_config({"group": "cnn", "widths": [4, 8]}, num_classes=3)
     assert model(torch.rand(1, 1, 8, 8, 8)).shape == (1, 3)
     assert model.config["group"] == "cnn" and model.config["widths"] == [4, 8]

@@ -83,7 +83,8 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def save_checkpoint(path, model, classes, config: dict | None = None, training: dict | None = None) -> Path:
-    """Write ``model`` (a vol3d Network) with its class names and run config to ``path`` (atomic).
+    """Write ``model`` (a vol3d model: ``Network`` or ``ReferenceNetwork``) with its class names and
+    run config to ``path`` (atomic).
 
     ``config["model"]`` is set from ``model.config``; ``training`` (optional) must hold plain types
     and tensors only (e.g. ``optimizer.state_dict()``, epoch, ``torch.get_rng_state()``).
@@ -145,9 +146,12 @@ def load_model(path_or_checkpoint, map_location="cpu"):
         ckpt, source = path_or_checkpoint, "checkpoint"
     else:
         ckpt, source = load_checkpoint(path_or_checkpoint, map_location), str(path_or_checkpoint)
-    try:
+    config = ckpt["config"]["model"]
+    if config.get("architecture", "vol3d") == "vol3d":
         # options added after a checkpoint was written take the values that reproduce its model
-        model = build_model(**{**LEGACY, **ckpt["config"]["model"]})
+        config = {**LEGACY, **config}
+    try:
+        model = build_model(**config)
     except TypeError as exc:
         raise FormatError(f"{source}: bad config.model ({exc})") from None
     load_model_state(model, ckpt["state_dict"], source)

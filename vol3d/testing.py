@@ -88,17 +88,21 @@ def polycube_volume(cubes, resolution: int, scale: int = 3) -> torch.Tensor:
 
 #: the options of the tiny models used by the test suite (fast to build and run)
 TINY = dict(widths=(24, 48), kernel_sizes=(3, 3), L=1, pool_features=8, head=(16,))
+#: the options of the tiny reference model (``escnn_se3`` with every width scaled down)
+TINY_REFERENCE = dict(multiplicity=0.1)
 
 
 def tiny_model(group: str, seed: int = 0, **options):
     """A small eval-mode model of ``group`` with warmed-up (non-trivial) batch-norm statistics,
-    built once per process and option set (treat it as read-only)."""
+    built once per process and option set (treat it as read-only). With
+    ``architecture="escnn_se3"`` in ``options``: that reference model with ``TINY_REFERENCE``."""
     key = (group, seed, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
     if key not in _TINY_CACHE:
         from .models import build_model
 
         torch.manual_seed(seed)
-        model = build_model(group, num_classes=5, **{**TINY, **options})
+        tiny = TINY if options.get("architecture", "vol3d") == "vol3d" else TINY_REFERENCE
+        model = build_model(group, num_classes=5, **{**tiny, **options})
         with torch.no_grad():
             for _ in range(2):  # move the running statistics away from (0, 1)
                 model(gaussian_blobs(4, 11, seed=seed) * 3 + 0.5)

@@ -49,14 +49,17 @@ def permute_volume(x: torch.Tensor, perm, signs) -> torch.Tensor:
     return y.flip(flips) if flips else y
 
 
-def rotate_volumes(x: torch.Tensor, rotations, mode: str = "bilinear", padding: str = "zeros") -> torch.Tensor:
+def rotate_volumes(x: torch.Tensor, rotations, mode: str = "bilinear", padding: str = "zeros",
+                   background: float = 0.0) -> torch.Tensor:
     """Rotate a batch of volumes ``x`` ``(B, C, X, Y, Z)`` by ``rotations`` ``(B, 3, 3)`` or ``(3, 3)``.
 
     Signed permutations (the 48 cube symmetries, identity included) take an exact path (axis
     permutations and flips: no interpolation), also within a batch that mixes them with other
     rotations. Others are resampled with ``grid_sample``
     (``mode`` bilinear = trilinear, or nearest; ``padding`` zeros | border | reflection for
-    content rotated in from outside the grid). Returns a tensor of the same shape and dtype.
+    content rotated in from outside the grid; with ``zeros`` the fill is ``background``, e.g.
+    :func:`vol3d.data.voxelize.background_value` of the representation). Returns a tensor of the
+    same shape and dtype.
     """
     if not torch.is_tensor(x) or x.dim() != 5:
         raise UsageError(f"rotate_volumes expects a (B, C, X, Y, Z) tensor, got {getattr(x, 'shape', type(x))}")
@@ -70,20 +73,21 @@ def rotate_volumes(x: torch.Tensor, rotations, mode: str = "bilinear", padding: 
     if len(exact) == len(perms) and all(p == perms[0] for p in perms):
         return permute_volume(x, *perms[0]).contiguous()
     if not exact:
-        return _resample(x, mats, mode, padding)
+        return _resample(x, mats, mode, padding, background)
     out = torch.empty_like(x)
     for i in exact:
         out[i] = permute_volume(x[i], *perms[i])
     rest = [i for i, p in enumerate(perms) if p is None]
     if rest:
-        out[rest] = _resample(x[rest], mats[rest], mode, padding)
+        out[rest] = _resample(x[rest], mats[rest], mode, padding, background)
     return out
 
 
-def _resample(x, mats, mode, padding):
+def _resample(x, mats, mode, padding, background=0.0):
     """``out(q) = x(R^T q)`` by ``affine_grid`` + ``grid_sample`` (align_corners=True, so normalized
     coordinate ``n_a = p_a / h_a`` with half-extent ``h_a = (N_a - 1) / 2``). grid_sample orders the
-    coordinates (Z, Y, X) (last axis first), so theta = P H^-1 R^T H P with the reversal P."""
+    coordinates (Z, Y, X) (last axis first), so theta = P H^-1 R^T H P with the reversal P.
+    grid_sample fills with zeros: a non-zero ``background`` is subtracted first and added back."""
     sizes = torch.tensor(x.shape[2:], dtype=torch.float64)
     half = torch.diag(((sizes - 1) / 2).clamp_min(0.5))
     rev = torch.eye(3, dtype=torch.float64).flip(0)
@@ -92,5 +96,9 @@ def _resample(x, mats, mode, padding):
     grid = F.affine_grid(theta.to(x.dtype if x.is_floating_point() else torch.float32).to(x.device),
                          list(x.shape), align_corners=True)
     xf = x if x.is_floating_point() else x.float()
+    if background:
+        xf = xf - background
     out = F.grid_sample(xf, grid, mode=mode, padding_mode=padding, align_corners=True)
+    if background:
+        out = out + background
     return out.to(x.dtype) if not x.is_floating_point() else out

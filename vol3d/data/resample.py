@@ -83,7 +83,7 @@ def _interpolate(volumes: np.ndarray, resolution: int, mode: str) -> np.ndarray:
     return F.interpolate(x, size=(resolution,) * 3, mode=mode, **kwargs)[:, 0].numpy()
 
 
-def occupied_radius(volumes: np.ndarray) -> float:
+def occupied_radius(volumes: np.ndarray, background: float = 0.0) -> float:
     """Radius about the grid centre of the smallest sphere holding every occupied voxel (cube).
 
     ``max |p - c| + sqrt(3)/2`` over the centres ``p`` of voxels that are non-zero in any of the
@@ -91,17 +91,17 @@ def occupied_radius(volumes: np.ndarray) -> float:
     voxel cube. 0 when nothing is occupied.
 
     Args:
-        volumes: ``(N, R, R, R)`` array; non-zero means occupied.
+        volumes: ``(N, R, R, R)`` array; a value other than ``background`` means occupied.
     """
     volumes = np.asarray(volumes)
-    occupied = np.argwhere((volumes != 0).any(axis=0))
+    occupied = np.argwhere((volumes != background).any(axis=0))
     if len(occupied) == 0:
         return 0.0
     centre = (volumes.shape[1] - 1) / 2
     return float(np.sqrt(((occupied - centre) ** 2).sum(axis=1).max()) + math.sqrt(3) / 2)
 
 
-def rotation_safe_size(volumes: np.ndarray) -> int:
+def rotation_safe_size(volumes: np.ndarray, background: float = 0.0) -> int:
     """The smallest grid size ``S >= R`` that holds every occupied voxel under any rotation.
 
     ``S = ceil(2 * occupied_radius(volumes))`` (the bounding sphere's diameter; an ``S``-grid reaches
@@ -109,18 +109,19 @@ def rotation_safe_size(volumes: np.ndarray) -> int:
     even (symmetric padding keeps the centre exactly).
     """
     size = np.shape(volumes)[1]
-    needed = max(size, math.ceil(2 * occupied_radius(volumes) - 1e-9))
+    needed = max(size, math.ceil(2 * occupied_radius(volumes, background) - 1e-9))
     return needed + (needed - size) % 2
 
 
-def pad_volumes(volumes: np.ndarray, size: int) -> np.ndarray:
-    """Pad ``(N, R, R, R)`` volumes with zeros, symmetrically, to ``(N, S, S, S)`` (``S - R`` even)."""
+def pad_volumes(volumes: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+    """Pad ``(N, R, R, R)`` volumes with ``fill`` (the background), symmetrically, to ``(N, S, S, S)``
+    (``S - R`` even)."""
     volumes = np.asarray(volumes)
     extra = size - volumes.shape[1]
     if extra < 0 or extra % 2:
         raise UsageError(f"cannot pad a {volumes.shape[1]}-grid symmetrically to {size}")
     half = extra // 2
-    return np.pad(volumes, [(0, 0)] + [(half, half)] * 3)
+    return np.pad(volumes, [(0, 0)] + [(half, half)] * 3, constant_values=fill)
 
 
 def pad_for_rotation(volumes: np.ndarray) -> np.ndarray:

@@ -60,6 +60,7 @@ __all__ = [
     "REPRESENTATIONS",
     "FITS",
     "SDF_BAND",
+    "background_value",
     "voxelize",
     "normalize_mesh",
     "unique_faces",
@@ -118,6 +119,13 @@ def voxelize(
     else:
         volume = _sdf(corners, resolution, SDF_BAND)
     return (volume, transform) if return_transform else volume
+
+
+def background_value(representation: str) -> float:
+    """The value of empty space in a volume of ``representation``: 0 for the occupancies, the
+    truncation ``+SDF_BAND`` for ``sdf`` (far outside the surface). Padding and rotations fill
+    with it: a zero in an sdf volume would mean "on the surface"."""
+    return SDF_BAND if representation == "sdf" else 0.0
 
 
 def _check_args(resolution, representation, fit) -> int:

@@ -39,6 +39,8 @@ class Classifier:
         num_params: trainable parameters (for exported models: of the dense plain convolutions).
         resolution: grid size of the training data when known, else None.
         num_outputs: logits per sample.
+        representation: the training data's representation (``solid``, ``surface``, ``sdf``) when
+            known: ``builtin:`` data is built in it, and other data is checked against it.
     """
 
     module: torch.nn.Module
@@ -48,10 +50,12 @@ class Classifier:
     num_params: int
     resolution: int | None
     num_outputs: int
+    representation: str | None = None
 
     def info(self) -> dict:
         return {"kind": self.kind, "group": self.group, "params": self.num_params,
-                "classes": self.classes, "training_resolution": self.resolution}
+                "classes": self.classes, "training_resolution": self.resolution,
+                "training_representation": self.representation}
 
 
 def load_classifier(spec: str) -> Classifier:
@@ -73,7 +77,8 @@ def load_classifier(spec: str) -> Classifier:
     model = load_model(ckpt)
     data = ckpt["config"].get("data") or {}
     resolution = data.get("resolution") or (32 if str(data.get("path", "")).startswith("builtin:") else None)
-    return _wrap(model, "checkpoint", resolution)
+    builtin = str(data.get("path", "")).startswith("builtin:")  # data.representation applies to built-in data only
+    return _wrap(model, "checkpoint", resolution, data.get("representation") if builtin else None)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -93,7 +98,7 @@ def _pretrained(name: str) -> Classifier:
     return _wrap(model, "pretrained", getattr(model, "resolution", None))
 
 
-def _wrap(model, kind: str, resolution=None) -> Classifier:
+def _wrap(model, kind: str, resolution=None, representation=None) -> Classifier:
     from ..models import count_parameters
 
     classes = getattr(model, "classes", None)
@@ -106,7 +111,7 @@ def _wrap(model, kind: str, resolution=None) -> Classifier:
     if classes is not None and len(classes) != outputs:
         raise FormatError(f"the model has {outputs} outputs but {len(classes)} class names")
     return Classifier(model, kind, classes, str(getattr(model, "group", "unknown")), count_parameters(model),
-                      None if resolution is None else int(resolution), int(outputs))
+                      None if resolution is None else int(resolution), int(outputs), representation)
 
 
 @dataclass
@@ -141,10 +146,11 @@ class EvalData:
                 "normalization": self.normalization, "class_matching": self.class_matching}
 
 
-def data_file(spec: str, resolution: int | None, progress: bool = True) -> Path:
+def data_file(spec: str, resolution: int | None, progress: bool = True, representation: str | None = None) -> Path:
     """The vol3d HDF5 file for DATA ``spec`` (built or imported into the training cache if needed).
 
-    ``resolution`` is the grid of a ``builtin:`` dataset (default 32); other data keep theirs.
+    ``resolution`` and ``representation`` are the grid and representation of a ``builtin:`` dataset
+    (default 32, ``solid``); other data keep theirs.
     """
     from ..data.builtin import BUILTIN_NAMES
     from ..training.config import defaults
@@ -162,6 +168,8 @@ def data_file(spec: str, resolution: int | None, progress: bool = True) -> Path:
         spec = str(path.resolve())
     section = {**defaults()["data"], "path": spec,
                "resolution": resolution if spec.startswith("builtin:") else None}
+    if spec.startswith("builtin:") and representation:
+        section["representation"] = representation
     return dataset_file(section, progress=progress)
 
 
@@ -171,7 +179,7 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
     from ..data.resample import resample_volumes
     from ..data.store import open_dataset
 
-    file = data_file(spec, model.resolution, progress)
+    file = data_file(spec, model.resolution, progress, model.representation)
     with open_dataset(file) as f:
         if split not in f.splits:
             raise UsageError(f"{spec}: no split {split!r} (has: {', '.join(f.splits) or 'none'})")
@@ -190,6 +198,8 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
         resolution = model.resolution
     elif model.resolution is None:
         notes.append(f"the model's training resolution is unknown: evaluated at the data's {resolution}^3")
+    if model.representation and representation and model.representation != representation:
+        notes.append(f"the model was trained on {model.representation} volumes, the data holds {representation}")
     names = model.classes if matching == "by name" else (model.classes or classes)
     return EvalData(volumes, mapping[labels], list(names), sources, rotations, file, resolution, representation,
                     normalization, matching, notes)

@@ -5,7 +5,7 @@ For each of the ``N`` samples, ``K`` rotations ``R_ik`` are drawn from the chose
 with the same seed and data, so reports compare. The model sees the aligned volume ``x_i`` and
 every rotated ``R_ik x_i``, rotated by :func:`vol3d.transforms.rotate_volumes` (the routine
 training uses): the 48 cube symmetries are exact axis permutations, other rotations trilinear
-resampling, on a grid zero-padded first so that no occupied voxel leaves it
+resampling, on a grid padded first (with the representation's background value) so that no occupied voxel leaves it
 (:func:`vol3d.data.resample.rotation_safe_size`). With ``exact=True`` the rotated source meshes
 are re-voxelized instead (:mod:`.exact`).
 
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.voxelize import background_value
 from ..errors import UsageError
 from ..rotations import GROUPS, rotation_angle, sample_rotations
 from ..transforms import rotate_volumes, signed_permutation
@@ -65,15 +66,15 @@ def is_exact(mats) -> np.ndarray:
 class _Inputs:
     """Model inputs for (sample index, rotation) pairs: rotated voxel grids, or re-voxelized meshes."""
 
-    def __init__(self, volumes: np.ndarray, device, revoxelize=None):
-        self.volumes, self.device, self.revoxelize = volumes, device, revoxelize
+    def __init__(self, volumes: np.ndarray, device, revoxelize=None, background: float = 0.0):
+        self.volumes, self.device, self.revoxelize, self.background = volumes, device, revoxelize, background
 
     def __call__(self, index: np.ndarray, mats: np.ndarray) -> torch.Tensor:
         if self.revoxelize is not None:
             grids = self.revoxelize(index, mats)
             return torch.from_numpy(grids.astype(np.float32)).unsqueeze(1).to(self.device)
         x = torch.from_numpy(self.volumes[index].astype(np.float32)).unsqueeze(1).to(self.device)
-        return rotate_volumes(x, mats)
+        return rotate_volumes(x, mats, background=self.background)
 
 
 @torch.no_grad()
@@ -176,13 +177,15 @@ def _padding(data: EvalData, mats: np.ndarray, exact: bool) -> dict:
     if is_exact(mats).all():
         record["why_not"] = "every rotation is a cube symmetry (an exact permutation of the grid)"
         return record
-    target = rotation_safe_size(data.volumes)
+    fill = background_value(data.representation)
+    target = rotation_safe_size(data.volumes, fill)
     if target == size:
         record["why_not"] = "the occupied voxels already fit the grid under any rotation"
         return record
-    data.volumes = pad_volumes(data.volumes, target)
-    record.update(applied=True, to=target, voxels_per_side=(target - size) // 2,
-                  why=f"zero-padded {size}^3 -> {target}^3 so that no occupied voxel leaves the grid under rotation")
+    data.volumes = pad_volumes(data.volumes, target, fill)
+    record.update(applied=True, to=target, voxels_per_side=(target - size) // 2, fill=fill,
+                  why=f"padded {size}^3 -> {target}^3 with the background value {fill:g} so that no "
+                      "occupied voxel leaves the grid under rotation")
     return record
 
 
@@ -227,7 +230,7 @@ def evaluate(model, data, *, split: str = "test", rotations: str = "so3", num_ro
     original = evaldata.volumes
     padding = _padding(evaldata, np.concatenate([mats, tta_mats], axis=1), exact)
     module = clf.module.to(dev).eval()
-    inputs = _Inputs(evaldata.volumes, dev, revoxelize)
+    inputs = _Inputs(evaldata.volumes, dev, revoxelize, background_value(evaldata.representation))
     eye = np.repeat(np.eye(3)[None, None], n, axis=0)
     groups = np.concatenate([eye, mats], axis=1)  # (N, 1 + K, 3, 3): aligned, then the K draws
     if tta:  # S_ij R_ik for every evaluated input (aligned included)

@@ -30,8 +30,11 @@ NORMS = ("rms", "batch")
 #: values of the options added later that reproduce models saved before them (see vol3d.checkpoint)
 LEGACY = dict(norm="batch", spatial_pool="mean")
 
-#: defaults of every option of :func:`build_model` (also the valid keys of a ``model:`` section)
+#: defaults of every option of :func:`build_model` (also the valid keys of a ``model:`` section);
+#: ``architecture`` other than ``vol3d`` names a reference model (:mod:`vol3d.models.reference`),
+#: which takes its own options instead of the others
 DEFAULTS = dict(
+    architecture="vol3d",
     widths=(48, 96, 192),
     L=1,
     grid=None,
@@ -106,6 +109,29 @@ def fast_he_init(conv) -> None:
         conv.bias.zero_()
 
 
+def steerable_conv(in_type, out_type, kernel_size: int, init: str = "he", **options):
+    """An escnn ``R3Conv(in_type, out_type, kernel_size, **options)`` (``options``: padding, stride,
+    bias, ...) with its own copy of the sampled basis, initialized by ``init`` (one of ``INITS``)."""
+    from escnn import nn as enn
+    from escnn.nn import init as escnn_init
+
+    if init not in INITS:
+        raise UsageError(f"model option init={init!r}; choose one of {', '.join(INITS)}")
+    with G.cached_clebsch_gordan():
+        conv = enn.R3Conv(in_type, out_type, kernel_size, initialize=False, **options)
+    # escnn shares sampled-basis modules between convs and models through a global cache; a
+    # private copy lets a checkpoint restore the exact basis it was trained with (the sampled
+    # basis depends on the escnn set-up, e.g. py3nj) without touching other models
+    conv._basisexpansion = _private_buffers(conv._basisexpansion)
+    if init == "he":
+        fast_he_init(conv)
+    elif init == "escnn_he":
+        escnn_init.generalized_he_init(conv.weights.data, conv.basisexpansion, cache=True)
+    else:
+        escnn_init.deltaorthonormal_init(conv.weights.data, conv.basisexpansion)
+    return conv
+
+
 class _Plain:
     """Parts of the CNN baseline: feature "types" are channel counts."""
 
@@ -175,20 +201,7 @@ class _Steerable:
         return self.post(f)
 
     def conv(self, cin, cout, k, bias=False):
-        from escnn.nn import init
-
-        conv = self.enn.R3Conv(cin, cout, k, padding=k // 2, bias=bias, initialize=False)
-        # escnn shares sampled-basis modules between convs and models through a global cache; a
-        # private copy lets a checkpoint restore the exact basis it was trained with (the sampled
-        # basis depends on the escnn set-up, e.g. py3nj) without touching other models
-        conv._basisexpansion = _private_buffers(conv._basisexpansion)
-        if self.init == "he":
-            fast_he_init(conv)
-        elif self.init == "escnn_he":
-            init.generalized_he_init(conv.weights.data, conv.basisexpansion, cache=True)
-        else:
-            init.deltaorthonormal_init(conv.weights.data, conv.basisexpansion)
-        return EscnnAdapter(conv)
+        return EscnnAdapter(steerable_conv(cin, cout, k, self.init, padding=k // 2, bias=bias))
 
     def bn(self, t):
         if self.norm == "rms":
@@ -278,7 +291,17 @@ def _assemble(parts, group, num_classes, in_channels, o, config):
     return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple)
 
 
-def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1, **options) -> Network:
+def option_names(architecture: str = "vol3d") -> set:
+    """The option keys :func:`build_model` accepts for ``architecture`` (besides group, num_classes
+    and in_channels)."""
+    if architecture == "vol3d":
+        return set(DEFAULTS)
+    from .reference import reference_options
+
+    return {"architecture", *reference_options(architecture)}
+
+
+def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1, **options) -> nn.Module:
     """Build a classifier ``(B, in_channels, X, Y, Z) -> logits (B, num_classes)`` (train mode).
 
     Args:
@@ -311,7 +334,15 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             match: cnn only: ``params`` | ``compute`` scales the widths so that the number of
                 parameters / the multiply-adds at ``match_resolution`` match ``reference`` (a group
                 name, built with the same options, or a dict of ``build_model`` kwargs).
+            architecture: ``vol3d`` (the layout above, a :class:`Network`) or the name of a reference
+                model of :mod:`vol3d.models.reference` (e.g. ``escnn_se3``), built literally from
+                escnn modules and taking its own options (e.g. ``multiplicity``).
     """
+    architecture = options.pop("architecture", "vol3d")
+    if architecture != "vol3d":
+        from .reference import build_reference
+
+        return build_reference(architecture, group, num_classes, in_channels, **options)
     o = _validate(group, options)
     if num_classes < 1 or in_channels < 1:
         raise UsageError(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")

@@ -5,25 +5,30 @@ naming an entry of :data:`PRESETS` (its options are then overridden by the other
 
     model:
       preset: escnn_se3        # or: group: so3, widths: [48, 96, 192], L: 1, ...
+
+A preset with an ``architecture`` (``escnn_se3``) is a reference model of
+:mod:`vol3d.models.reference`, which takes its own options (``multiplicity``, ``dropout``, ``init``).
 """
 
 from __future__ import annotations
 
 from ..errors import UsageError
-from .builder import DEFAULTS, build_model
+from .builder import build_model, option_names
 from .groups import check_group
 
 #: named architectures (``configs/models/<name with - for _>.yaml`` mirror them for users)
 PRESETS = {
     # the default: small enough to train on 2 CPU cores at 32^3
     "small_so3": dict(group="so3"),
-    # escnn's reference SE(3) model, examples/se3_3Dcnn.py: stem 5^3, four residual stages of widths
-    # 200/480/480/960 (fields = round(width / 96)), Fourier ELU with L=2 on the 96-element
-    # thomson_cube grid ('2_96'), anti-aliased stride-2 pooling with sigma 0.33, pooling over the 24
-    # snub-cube points of the sphere (L=2) to 128 invariants, MLP 256-128 with dropout 0.1
-    "escnn_se3": dict(group="so3", widths=[96, 200, 480, 480, 960], L=2, grid=4, kernel_sizes=[5, 3, 3, 3, 3],
+    # vol3d's layout at escnn_se3's widths: stem 5^3, four residual stages of widths 200/480/480/960
+    # (fields = round(width / 96)), Fourier ELU with L=2 on the 96-element thomson_cube grid
+    # ('2_96'), anti-aliased stride-2 downsampling with sigma 0.33, pooling over the 24 snub-cube
+    # points of the sphere (L=2) to 128 invariants, MLP 256-128 with dropout 0.1
+    "large_so3": dict(group="so3", widths=[96, 200, 480, 480, 960], L=2, grid=4, kernel_sizes=[5, 3, 3, 3, 3],
                       residual=True, sigma=0.33, pool="sphere", pool_features=128, pool_L=2, pool_grid=1,
                       head=[256, 128], dropout=0.1),
+    # escnn's reference SE(3) model, examples/se3_3Dcnn.py, built literally from escnn modules
+    "escnn_se3": dict(group="so3", architecture="escnn_se3"),
 }
 
 
@@ -37,7 +42,7 @@ def model_kwargs(section, num_classes: int | None = None) -> dict:
         if preset not in PRESETS:
             raise UsageError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
         section = {**PRESETS[preset], **section}
-    allowed = set(DEFAULTS) | {"group", "num_classes", "in_channels"}
+    allowed = option_names(section.get("architecture", "vol3d")) | {"group", "num_classes", "in_channels"}
     for key in section:
         if key not in allowed:
             raise UsageError(f"unknown model option {key!r} in model section; valid: {', '.join(sorted(allowed))}")

@@ -31,12 +31,14 @@ def batch_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Gene
 
 
 def augment_batch(x: torch.Tensor, rotation: str, rng: np.random.Generator, *, mode: str = "bilinear",
-                  padding: str = "zeros") -> torch.Tensor:
+                  padding: str = "zeros", background: float = 0.0) -> torch.Tensor:
     """``x`` ``(B, C, X, Y, Z)`` with sample ``b`` rotated by a random element of group ``rotation``.
 
     ``rotation == "none"`` returns ``x`` itself. The rotation is done where ``x`` lives (the
-    training device).
+    training device). ``background`` fills what rotates in from outside the grid (see
+    :func:`vol3d.transforms.rotate_volumes`).
     """
     if rotation == "none" or len(x) == 0:
         return x
-    return rotate_volumes(x, sample_rotations(len(x), rotation, rng), mode=mode, padding=padding)
+    return rotate_volumes(x, sample_rotations(len(x), rotation, rng), mode=mode, padding=padding,
+                          background=background)

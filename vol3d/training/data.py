@@ -50,6 +50,8 @@ class TrainData:
             object with the indices (into ``train``) of its stored copies.
         val: dataset of the validation samples (None: no validation); ``val_index``: its indices.
         val_source: how validation was chosen, for the logs.
+        representation: the volumes' representation (``solid``, ``surface``, ``sdf``, ...): rotation
+            augmentation fills with its background value.
     """
 
     path: Path
@@ -60,6 +62,7 @@ class TrainData:
     val: VolumeDataset | None
     val_index: np.ndarray
     val_source: str
+    representation: str = "solid"
 
     @property
     def num_train(self) -> int:
@@ -139,7 +142,7 @@ def load_data(data: dict, seed: int, *, file: Path | None = None) -> TrainData:
     """
     file = Path(file) if file is not None else dataset_file(data)
     with open_dataset(file) as f:
-        splits, resolution = dict(f.splits), f.resolution
+        splits, resolution, rep = dict(f.splits), f.resolution, f.representation
         if "train" not in splits:
             raise ConfigError(f"config key 'data.path': {file} has no 'train' split (has: {', '.join(splits) or 'none'})")
         groups = object_groups(f.sources("train"))
@@ -151,24 +154,24 @@ def load_data(data: dict, seed: int, *, file: Path | None = None) -> TrainData:
     if choice == "auto":
         choice = "val" if "val" in splits else ("holdout" if data["val_fraction"] > 0 else "none")
     if choice == "none":
-        return TrainData(file, train.classes, resolution, train, groups, None, np.zeros(0, np.int64), "none")
+        return TrainData(file, train.classes, resolution, train, groups, None, np.zeros(0, np.int64), "none", rep)
     if choice == "holdout":
         is_val = holdout(groups, train.labels, data["val_fraction"], seed)
         if not is_val.any():  # e.g. one object per class
             return TrainData(file, train.classes, resolution, train, groups, None, np.zeros(0, np.int64),
-                             f"none (data.val_fraction={data['val_fraction']} holds out no object)")
+                             f"none (data.val_fraction={data['val_fraction']} holds out no object)", rep)
         val_index = np.sort(np.concatenate([g for g, v in zip(groups, is_val) if v] or [np.zeros(0, np.int64)]))
         groups = [g for g, v in zip(groups, is_val) if not v]
         frac = f"{data['val_fraction']:.0%}"
         return TrainData(file, train.classes, resolution, train, groups, train, val_index,
-                         f"{frac} of train held out per class (seed {seed})")
+                         f"{frac} of train held out per class (seed {seed})", rep)
     if choice not in splits:
         raise ConfigError(f"config key 'data.val_split': {file} has no split '{choice}' "
                           f"(has: {', '.join(splits)}; or use auto / none)")
     val = VolumeDataset(file, choice, in_memory=data["in_memory"])
     if val.classes != train.classes:
         raise ConfigError(f"config key 'data.val_split': split '{choice}' has other classes than train")
-    return TrainData(file, train.classes, resolution, train, groups, val, np.arange(len(val)), f"split '{choice}'")
+    return TrainData(file, train.classes, resolution, train, groups, val, np.arange(len(val)), f"split '{choice}'", rep)
 
 
 def object_groups(sources) -> list:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from ..data.voxelize import background_value
 from ..errors import Vol3dError
 from ..files import write_text_atomic
 from ..models import count_parameters, model_from_config
@@ -357,7 +358,8 @@ class Trainer:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             x = augment_batch(x, aug["rotation"], batch_rng(self.seed, self.epoch, self.step, self.ctx.rank),
-                              mode=aug["mode"], padding=aug["padding"])
+                              mode=aug["mode"], padding=aug["padding"],
+                              background=background_value(self.data.representation))
             logits, loss = self._forward(x, y)
             value = float(loss.detach())
             # every process learns of a bad loss before anyone starts the gradient all-reduce
