@@ -236,3 +236,24 @@ def test_cli_runner_prints_the_table_and_json(tmp_path, capsys):
     assert "accuracy, rotated" in text and "rotations: z, 2 per sample" in text and "report.json" in text
     assert run_evaluate(parser.parse_args([str(ckpt), str(data), "-k", "1", "-q", "--json", "--device", "cpu"])) == 0
     assert json.loads(capsys.readouterr().out)["num_rotations"] == 1
+
+
+def test_npz_data_is_imported_as_the_model_was_trained_padded_not_stretched(tmp_path, monkeypatch):
+    """A model trained on an .npz imported with pad_for_rotation sees the same padded grid in evaluation."""
+    from vol3d.data.importers import import_volumes
+    from vol3d.data.store import open_dataset
+
+    monkeypatch.setenv("VOL3D_CACHE", str(tmp_path / "cache"))
+    volumes = np.zeros((5, 9, 9, 9), np.uint8)
+    volumes[:, 1:8, 1:8, 1:8] = 1  # reaches the corners: rotations need a larger grid
+    npz = tmp_path / "d.npz"
+    np.savez(npz, volumes=volumes, labels=np.arange(5), classes=np.array(CLASSES))
+    import_volumes(npz, tmp_path / "padded.h5", pad_for_rotation=True, show_progress=False)
+    with open_dataset(tmp_path / "padded.h5") as f:
+        padded = f.resolution
+    assert padded > 9
+    ckpt = save_checkpoint(tmp_path / "m.pt", tiny_model("cnn"), CLASSES, config={
+        "data": {"path": str(npz), "pad_for_rotation": True, "resolution": padded}})
+    r = evaluate(str(ckpt), str(npz), split="train", rotations="none", num_rotations=1, progress=False, device="cpu")
+    assert r["data_info"]["resolution"] == padded
+    assert not any("resampled" in note for note in r["notes"])

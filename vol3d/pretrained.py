@@ -74,3 +74,61 @@ def load_pretrained(name: str, map_location="cpu"):
     model = load_model(ckpt, map_location)
     model.pretrained = card
     return model
+
+
+def publish(checkpoint, name: str, *, report: dict, config: str, command: str, hardware: str,
+            seconds: float, notes: str = "", weights_dir=None) -> Path:
+    """Ship the model of a training run as pretrained model ``name``: writes ``NAME.pt`` (the
+    checkpoint without its resume state: weights, config, classes) and the card ``NAME.json``.
+
+    Args:
+        checkpoint: the run's checkpoint (e.g. ``runs/NAME/last.pt``).
+        report: the :func:`vol3d.evaluation.evaluate` report of that checkpoint on the validation
+            split (its accuracies, consistency, sample count and input are copied to the card).
+        config: the config file, relative to the repository root; ``command`` the exact command run.
+        hardware, seconds: where and how long it trained.
+        weights_dir: where to write (default: the package's :data:`WEIGHTS`).
+
+    Returns:
+        The path of the written checkpoint.
+    """
+    import io
+
+    import torch
+
+    from .checkpoint import load_checkpoint, load_model
+    from .files import write_bytes_atomic, write_text_atomic
+    from .models import count_parameters
+
+    ckpt = load_checkpoint(checkpoint)
+    ckpt.pop("training", None)  # optimizer and RNG state: only needed to resume
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    out = Path(weights_dir) if weights_dir is not None else WEIGHTS
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.pt"
+    write_bytes_atomic(path, buffer.getvalue())
+    model = load_model(ckpt)
+    data = report["data_info"]
+    card = {
+        "name": name,
+        "file": path.name,
+        "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+        "classes": list(ckpt["classes"]),
+        "input": {"resolution": int(data["resolution"]), "channels": int(getattr(model, "in_channels", 1)),
+                  "normalization": str(data["normalization"]), "representation": str(data["representation"])},
+        "model": {"group": model.config["group"], "parameters": count_parameters(model),
+                  "options": ckpt["config"]["model"]},
+        "config": config,
+        "command": command,
+        "results": {"split": report.get("split"), "n_val": int(report["num_samples"]),
+                    "val_acc_aligned": float(report["accuracy_aligned"]),
+                    "val_acc_rotated": float(report["accuracy_rotated"]),
+                    "consistency": float(report["prediction_consistency"]),
+                    "rotations": f"{report['num_rotations']} x {report['rotations']} per sample, seed {report['seed']}"},
+        "training": {"seconds": float(seconds), "hardware": hardware},
+        "vol3d_version": ckpt.get("vol3d_version"),
+        "notes": notes,
+    }
+    write_text_atomic(out / f"{name}.json", json.dumps(card, indent=2) + "\n")
+    return path

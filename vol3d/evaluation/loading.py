@@ -41,6 +41,8 @@ class Classifier:
         num_outputs: logits per sample.
         representation: the training data's representation (``solid``, ``surface``, ``sdf``) when
             known: ``builtin:`` data is built in it, and other data is checked against it.
+        pad_for_rotation: the training data was an ``.npz`` imported with ``pad_for_rotation``:
+            ``.npz`` data is imported the same way (padded, not stretched, to the training grid).
     """
 
     module: torch.nn.Module
@@ -51,6 +53,7 @@ class Classifier:
     resolution: int | None
     num_outputs: int
     representation: str | None = None
+    pad_for_rotation: bool = False
 
     def info(self) -> dict:
         return {"kind": self.kind, "group": self.group, "params": self.num_params,
@@ -74,11 +77,17 @@ def load_classifier(spec: str) -> Classifier:
     from ..checkpoint import load_checkpoint, load_model
 
     ckpt = load_checkpoint(path)  # FormatError: "not a vol3d checkpoint" for anything else
-    model = load_model(ckpt)
-    data = ckpt["config"].get("data") or {}
-    resolution = data.get("resolution") or (32 if str(data.get("path", "")).startswith("builtin:") else None)
+    return _trained(load_model(ckpt), "checkpoint", ckpt["config"].get("data") or {})
+
+
+def _trained(model, kind: str, data: dict) -> Classifier:
+    """A classifier from a checkpoint's model and the ``data`` section of its training config: the
+    evaluation data is prepared as the training data was (resolution, representation, padding)."""
     builtin = str(data.get("path", "")).startswith("builtin:")  # data.representation applies to built-in data only
-    return _wrap(model, "checkpoint", resolution, data.get("representation") if builtin else None)
+    resolution = data.get("resolution") or (32 if builtin else None)
+    clf = _wrap(model, kind, resolution, data.get("representation") if builtin else None)
+    clf.pad_for_rotation = bool(data.get("pad_for_rotation", False))
+    return clf
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -94,8 +103,10 @@ def _pretrained(name: str) -> Classifier:
         from .. import pretrained
     except ImportError:
         raise Vol3dError(f"pretrained:{name}: this vol3d has no pretrained models (vol3d.pretrained is missing)") from None
-    model = pretrained.load_pretrained(name)
-    return _wrap(model, "pretrained", getattr(model, "resolution", None))
+    from ..checkpoint import load_checkpoint
+
+    model = pretrained.load_pretrained(name)  # checks the file against its card
+    return _trained(model, "pretrained", load_checkpoint(pretrained.checkpoint_path(name))["config"].get("data") or {})
 
 
 def _wrap(model, kind: str, resolution=None, representation=None) -> Classifier:
@@ -146,11 +157,13 @@ class EvalData:
                 "normalization": self.normalization, "class_matching": self.class_matching}
 
 
-def data_file(spec: str, resolution: int | None, progress: bool = True, representation: str | None = None) -> Path:
+def data_file(spec: str, resolution: int | None, progress: bool = True, representation: str | None = None,
+              pad_for_rotation: bool = False) -> Path:
     """The vol3d HDF5 file for DATA ``spec`` (built or imported into the training cache if needed).
 
     ``resolution`` and ``representation`` are the grid and representation of a ``builtin:`` dataset
-    (default 32, ``solid``); other data keep theirs.
+    (default 32, ``solid``); other data keep theirs. ``pad_for_rotation`` imports an ``.npz`` padded
+    to a rotation-safe grid (as ``data.pad_for_rotation`` does in training).
     """
     from ..data.builtin import BUILTIN_NAMES
     from ..training.config import defaults
@@ -170,6 +183,8 @@ def data_file(spec: str, resolution: int | None, progress: bool = True, represen
                "resolution": resolution if spec.startswith("builtin:") else None}
     if spec.startswith("builtin:") and representation:
         section["representation"] = representation
+    if spec.lower().endswith(".npz"):
+        section["pad_for_rotation"] = bool(pad_for_rotation)
     return dataset_file(section, progress=progress)
 
 
@@ -179,7 +194,7 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
     from ..data.resample import resample_volumes
     from ..data.store import open_dataset
 
-    file = data_file(spec, model.resolution, progress, model.representation)
+    file = data_file(spec, model.resolution, progress, model.representation, model.pad_for_rotation)
     with open_dataset(file) as f:
         if split not in f.splits:
             raise UsageError(f"{spec}: no split {split!r} (has: {', '.join(f.splits) or 'none'})")
