@@ -127,3 +127,14 @@ def test_shipped_configs_load(path, monkeypatch):
     cfg = load_config(path)
     assert cfg["train"]["epochs"] >= 1
     assert os.path.isabs(cfg["data"]["path"]) or cfg["data"]["path"].startswith("builtin:")
+
+
+def test_model_keys_are_those_of_the_architecture_the_section_builds():
+    """A reference model (preset escnn_se3) takes its own options, and not the vol3d layout's."""
+    data = {"path": "builtin:synthetic", "resolution": 16}
+    cfg = load_config({"data": data, "model": {"preset": "escnn_se3", "multiplicity": 0.2}})
+    assert cfg["model"]["multiplicity"] == 0.2
+    with pytest.raises(ConfigError, match="model.widths"):
+        load_config({"data": data, "model": {"preset": "escnn_se3", "widths": [4]}})
+    with pytest.raises(ConfigError, match="model.architecture"):
+        load_config({"data": data, "model": {"architecture": "no_such_model"}})

@@ -295,9 +295,16 @@ def _coerce(value, kind: str):
 def _check_model(cfg: dict) -> None:
     """The ``model`` section: value types against the model zoo's defaults, then its own validation."""
     from ..models import DEFAULTS, model_kwargs
+    from ..models.builder import option_names
+    from ..models.config import PRESETS
 
     section = cfg[MODEL_SECTION]
-    valid = sorted(set(DEFAULTS) | MODEL_KEYS)
+    preset = PRESETS.get(section.get("preset"), {})
+    try:  # the options of the architecture the section builds (reference models have their own)
+        names = option_names(section.get("architecture", preset.get("architecture", "vol3d")))
+    except UsageError as exc:
+        raise ConfigError(f"config key 'model.architecture': {exc}") from None
+    valid = sorted(names | MODEL_KEYS)
     for key, value in section.items():
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
