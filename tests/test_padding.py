@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from vol3d.models import MODEL_GROUPS, build_model
 from vol3d.models.export import export
-from vol3d.models.layers import FieldNorm3d
+from vol3d.models.layers import FieldNorm3d, GaussianBlur3d
 from vol3d.testing import polycube_volume, relative_error, tiny_model
 
 PIECE = [(0, 0, 0), (1, 0, 0), (2, 0, 0), (1, 1, 0), (1, 1, 1)]
@@ -109,3 +109,20 @@ def test_a_model_trained_at_one_padding_classifies_at_another():
             logits = model(_pad(x, p))
             assert (logits.argmax(1) == y).all(), p
             assert relative_error(logits, model(x)) < 1e-5
+
+
+def test_margin_and_input_blur_keep_invariance_and_export():
+    """model options margin / input_blur: cube-rotation invariance holds, the export is equal, and a
+    blurred input only reaches ceil(3 sigma) voxels further (so the margin holds it)."""
+    torch.manual_seed(0)
+    model = build_model(group="so3", num_classes=3, widths=[8, 16], margin=3, input_blur=0.8).eval()
+    x = torch.rand(2, 1, 11, 11, 11)
+    with torch.no_grad():
+        y = model(x)
+        assert relative_error(y, model(torch.rot90(x, 1, (2, 4)))) < 1e-4
+        assert relative_error(y, export(model).eval()(x)) < 1e-5
+    point = torch.zeros(1, 1, 9, 9, 9)
+    point[0, 0, 4, 4, 4] = 1.0
+    blurred = GaussianBlur3d(0.8)(point)
+    assert blurred.sum().item() == pytest.approx(1.0, rel=1e-5)  # mass kept, nothing cut off
+    assert blurred[0, 0, 4 - 3, 4, 4] > 0 and blurred[0, 0, 0, 4, 4] == 0  # reach: ceil(3 * 0.8) = 3

@@ -14,8 +14,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.skipif(os.environ.get("VOL3D_TETRIS") != "1", reason=(
-    "issue 5 open: the so3 model does not reach the 95% rotated-accuracy target yet (31% measured); "
-    "run with VOL3D_TETRIS=1 (about 3 minutes)"))
+    "issue 5 open: the so3 model does not reach the 95% rotated-accuracy target yet (68.8% measured); "
+    "run with VOL3D_TETRIS=1 (about 10 minutes on 2 cores)"))
 def test_tetris_so3_model_is_robust_to_rotations_and_the_cnn_is_not(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VOL3D_CACHE", str(tmp_path / "cache"))
     reports = {}

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import UsageError
 from . import groups as G
-from .layers import (SPATIAL_POOLS, BlurDownsample3d, Conv3d, EscnnLayout, FieldNorm3d, FourierELU, FourierPool,
+from .layers import (SPATIAL_POOLS, BlurDownsample3d, GaussianBlur3d, Conv3d, EscnnLayout, FieldNorm3d, FourierELU, FourierPool,
                      GatedELU, Head, NormELU, conv3d_same)
 from .network import ConvBN, Network, PlainBlock, ResidualBlock
 
@@ -51,6 +51,8 @@ DEFAULTS = dict(
     dropout=0.1,
     norm="rms",
     spatial_pool="max",
+    margin=0,
+    input_blur=0.0,
     init="he",
     match=None,
     reference="so3",
@@ -252,6 +254,9 @@ def _validate(group, opts):
     if not full["widths"] or any(w <= 0 for w in full["widths"]):
         raise UsageError(f"model option widths must be positive numbers, got {full['widths']}")
     full["widths"] = tuple(full["widths"])
+    if int(full["margin"]) != full["margin"] or full["margin"] < 0 or full["input_blur"] < 0:
+        raise UsageError(f"model options margin (an integer) and input_blur must be >= 0, got "
+                         f"{full['margin']} and {full['input_blur']}")
     if full["kernel_sizes"] is None:  # 5^3 stem, 3^3 after
         full["kernel_sizes"] = (5,) + (3,) * (len(full["widths"]) - 1)
     full["kernel_sizes"] = tuple(_per_stage("kernel_sizes", full["kernel_sizes"], len(full["widths"])))
@@ -288,7 +293,8 @@ def _assemble(parts, group, num_classes, in_channels, o, config):
     head = Head(int(o["pool_features"]), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"])
     # zero-preserving models pad to a canonical size so that stage parities ignore extra empty space
     multiple = 2 ** len(o["widths"]) if o["norm"] == "rms" else 1
-    return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple)
+    return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple,
+                   margin=int(o["margin"]), input_filter=GaussianBlur3d(float(o["input_blur"])))
 
 
 def option_names(architecture: str = "vol3d") -> set:
@@ -330,6 +336,9 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             spatial_pool: the head's pooling over space, ``max`` | ``sum`` | ``mean``. With
                 ``norm: rms`` ``max`` and ``sum`` make the logits independent of the empty space
                 around the object (zero padding), as rotated evaluation needs; ``mean`` dilutes.
+            margin: voxels of zeros added on every side of the input, so that no feature near the
+                object is cut off at the grid border (which would depend on the object's pose).
+            input_blur: sigma (voxels) of a Gaussian low-pass of the input; 0: none.
             init: ``he`` (fast, see :func:`fast_he_init`) | ``escnn_he`` | ``delta``.
             match: cnn only: ``params`` | ``compute`` scales the widths so that the number of
                 parameters / the multiply-adds at ``match_resolution`` match ``reference`` (a group

@@ -3,6 +3,8 @@
 ``Network``: ``(B, C, X, Y, Z)`` float -> logits ``(B, K)``::
 
     layout  (escnn's voxel layout for steerable models, identity for the CNN)
+    margin  zero-pad ``margin`` voxels on every side (features near the border are not cropped)
+    filter  optional Gaussian low-pass of the input (``input_blur``)
     pad     zero-pad each axis symmetrically to N' >= N, N' = N mod 2 (mod size_multiple)
     stem    ConvBN(k0) -> act                                   full resolution
     stage i BlurDownsample3d (stride 2) -> blocks x Block(k_i)  resolution / 2^i
@@ -75,11 +77,20 @@ class Network(nn.Module):
     the parities of the first, so two grids of the same parity that differ by empty space give the
     same features (with zero-preserving layers: ``norm: rms``). Symmetric, so the grid centre and
     its symmetries are kept.
+
+    ``margin`` voxels of zeros go around the input first: every convolution keeps its grid's size,
+    so features within a receptive field of the border would otherwise be cut off there, and which
+    ones are cut depends on how the object is turned (the grid is a cube, not a ball).
+    ``input_filter`` (a :class:`~vol3d.models.layers.GaussianBlur3d` or the identity) low-passes
+    the padded input.
     """
 
     def __init__(self, layout: nn.Module, stem: nn.Module, stages: nn.Module, pool: nn.Module,
-                 head: nn.Module, in_channels: int, group: str, config: Dict, size_multiple: int = 1):
+                 head: nn.Module, in_channels: int, group: str, config: Dict, size_multiple: int = 1,
+                 margin: int = 0, input_filter: nn.Module | None = None):
         super().__init__()
+        self.margin = int(margin)
+        self.input_filter = input_filter if input_filter is not None else nn.Identity()
         self.layout, self.stem, self.stages, self.pool, self.head = layout, stem, stages, pool, head
         self.in_channels = in_channels
         self.group = group
@@ -101,4 +112,8 @@ class Network(nn.Module):
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError("expected a volume batch (B, {}, X, Y, Z), got shape {}".format(
                 self.in_channels, list(x.shape)))
-        return self.head(self.pool(self.stages(self.stem(self._canonical_pad(self.layout(x))))))
+        x = self.layout(x)
+        if self.margin > 0:
+            x = F.pad(x, [self.margin] * 6)
+        x = self.input_filter(x)
+        return self.head(self.pool(self.stages(self.stem(self._canonical_pad(x)))))
