@@ -23,21 +23,32 @@ from torch import nn
 
 from vol3d.files import write_text_atomic
 from vol3d.models.export import export
+from vol3d.models.layers import FourierELU
 from vol3d.models.network import ConvBN
+from vol3d.models.reference import ChannelsLast, ChannelsLastFourierELU
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def dense_limit(model: nn.Module) -> nn.Module:
+def dense_limit(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """The dense limit of a vol3d model (``Network`` or ``ReferenceNetwork``; train mode, all
     parameters trainable).
 
     Starts from :func:`vol3d.models.export.export` without batch-norm folding (plain modules, each
     convolution that had a batch norm beside it in a ``ConvBN``) and puts a fresh ``nn.BatchNorm3d``
     in place of every such batch norm, with the convolution's bias dropped, as a hand-written
-    network would have it.
+    network would have it. ``channels_last=False`` turns an exported reference model's body back to
+    the default (channels-first) layout, with the Fourier ELUs as batched GEMMs on it; on CPU that
+    layout can be the faster one for training, so the training benchmark times both.
     """
     plain = export(model, fold_batch_norms=False)
+    if not channels_last:
+        plain = plain.to(memory_format=torch.contiguous_format)
+        for m in plain.modules():
+            if isinstance(m, ChannelsLastFourierELU):
+                m.__class__ = FourierELU  # same buffers; the GEMMs on the channels-first view
+            if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], ChannelsLast):
+                m[0] = nn.Identity()
     for m in plain.modules():
         if isinstance(m, ConvBN) and not isinstance(m.bn, nn.Identity):
             conv = nn.Conv3d(m.conv.in_channels, m.conv.out_channels, m.conv.kernel_size, stride=m.conv.stride,

@@ -3,6 +3,8 @@ reports and bad input (tiny models and grids: the whole file runs in seconds).""
 
 import json
 
+import h5py
+
 import numpy as np
 import pytest
 import torch
@@ -257,3 +259,26 @@ def test_npz_data_is_imported_as_the_model_was_trained_padded_not_stretched(tmp_
     r = evaluate(str(ckpt), str(npz), split="train", rotations="none", num_rotations=1, progress=False, device="cpu")
     assert r["data_info"]["resolution"] == padded
     assert not any("resampled" in note for note in r["notes"])
+
+
+def test_split_val_is_the_training_runs_holdout_when_the_file_has_no_val_split(tmp_path):
+    """``--split val`` on the data a run held out its validation from evaluates exactly those samples."""
+    from vol3d.evaluation.loading import load_classifier, load_split
+    from vol3d.training.config import load_config
+    from vol3d.training.data import load_data
+
+    data = make_data(tmp_path / "d.h5", n=20, splits=("train",))
+    config = load_config({"seed": 3, "data": {"path": str(data), "val_fraction": 0.25}})
+    ckpt = save_checkpoint(tmp_path / "m.pt", tiny_model("cnn"), CLASSES, config=config)
+    held_out = load_data(config["data"], 3)
+    split = load_split(str(data), "val", load_classifier(str(ckpt)), progress=False)
+    assert len(split.labels) == len(held_out.val_index) == 5  # 1 of the 4 objects per class
+    with h5py.File(data) as f:
+        expected = [s.decode() for s in f["train/sources"][held_out.val_index]]
+    assert split.sources == expected and any("hold-out" in note for note in split.notes)
+    r = evaluate(str(ckpt), str(data), split="val", rotations="none", num_rotations=1, progress=False, device="cpu")
+    assert r["num_samples"] == 5
+    # a model trained without a hold-out has no such split to offer: one clear error
+    bare = save_checkpoint(tmp_path / "bare.pt", tiny_model("cnn"), CLASSES, config={"data": {"val_split": "none"}})
+    with pytest.raises(UsageError, match="no split 'val'"):
+        load_split(str(data), "val", load_classifier(str(bare)), progress=False)

@@ -130,3 +130,20 @@ def test_chunked_fourier_elu_equals_one_gemm():
     one_gemm = layer(x.requires_grad_())
     assert chunked.shape == (2, 3, 5, 4, 3)
     torch.testing.assert_close(chunked, one_gemm.detach())
+
+
+def test_channels_first_fourier_elu_maps_to_fewer_coefficients():
+    """vol3d's channels-first FourierELU (the dense limit's, in training) takes an ``Ainv`` with fewer
+    rows than ``A`` has columns, as escnn's quotient ELU: per field ``Ainv elu(A f)``."""
+    from vol3d.models.layers import FourierELU
+    from vol3d.models.reference import ChannelsLastFourierELU
+
+    torch.manual_seed(0)
+    A, Ainv = torch.randn(24, 9), torch.randn(1, 24)
+    x = torch.randn(2, 27, 5, 4, 3)
+    expected = torch.einsum("ds,bfsxyz->bfdxyz", Ainv, F.elu(torch.einsum("sd,bfdxyz->bfsxyz", A, x.view(2, 3, 9, 5, 4, 3))))
+    got = FourierELU(A, Ainv, fields=3)(x)
+    assert got.shape == (2, 3, 5, 4, 3)
+    torch.testing.assert_close(got, expected.reshape(2, 3, 5, 4, 3), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(ChannelsLastFourierELU(A, Ainv, fields=3)(x), got, rtol=1e-4, atol=1e-4)

@@ -1,6 +1,7 @@
 """vol3d.training: real (tiny) training runs, exact resumption, interruption, NaN stop, data resolution,
 augmentation and DDP with gloo. Models are tiny and grids 10^3 so the file runs in about a minute."""
 
+import importlib
 import json
 import os
 import signal
@@ -244,6 +245,14 @@ def test_builtin_data_is_voxelized_once_into_the_cache(tmp_path, monkeypatch):
     assert data.val is None  # one object per class: round(0.1 * 1) = 0 held out, so no validation
     stamp = data.path.stat().st_mtime_ns
     assert load_data(cfg["data"], 0).path.stat().st_mtime_ns == stamp
+    # a different fit margin voxelizes differently: a new cache file, not the old one reused
+    monkeypatch.setattr(importlib.import_module("vol3d.data.voxelize"), "SPHERE_MARGIN", 2.0)
+    refit = load_data(cfg["data"], 0)
+    assert refit.path != data.path and data.path.exists()
+    def occupied(d):
+        return sum(float(d.train[i][0].sum()) for i in range(d.num_train))
+
+    assert occupied(refit) < occupied(data)  # the pieces are fitted into a smaller sphere
 
 
 # ------------------------------------------------------------------------------ augmentation, schedule

@@ -15,7 +15,8 @@ from ..rotations import GROUPS
 def add_evaluate_arguments(p) -> None:
     p.add_argument("model", help="a vol3d checkpoint (.pt), an exported TorchScript file, or pretrained:NAME")
     p.add_argument("data", help="a vol3d HDF5 file, an npz that 'vol3d import' reads, or builtin:NAME")
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test); 'val' of data without one: the validation "
+                   "objects a checkpoint's training run held out of its train split")
     p.add_argument("--rotations", choices=GROUPS, default="so3", help="group of the random rotations (default so3)")
     p.add_argument("--num-rotations", "-k", type=int, default=8, help="rotations per sample (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rotations: same seed and data, same rotations (default 0)")

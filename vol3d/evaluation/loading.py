@@ -43,6 +43,8 @@ class Classifier:
             known: ``builtin:`` data is built in it, and other data is checked against it.
         pad_for_rotation: the training data was an ``.npz`` imported with ``pad_for_rotation``:
             ``.npz`` data is imported the same way (padded, not stretched, to the training grid).
+        holdout: ``{"fraction", "seed"}`` of the validation hold-out training made of the data's
+            train split when it had no ``val`` split (``data.val_split: auto | holdout``), else None.
     """
 
     module: torch.nn.Module
@@ -54,6 +56,7 @@ class Classifier:
     num_outputs: int
     representation: str | None = None
     pad_for_rotation: bool = False
+    holdout: dict | None = None
 
     def info(self) -> dict:
         return {"kind": self.kind, "group": self.group, "params": self.num_params,
@@ -77,16 +80,20 @@ def load_classifier(spec: str) -> Classifier:
     from ..checkpoint import load_checkpoint, load_model
 
     ckpt = load_checkpoint(path)  # FormatError: "not a vol3d checkpoint" for anything else
-    return _trained(load_model(ckpt), "checkpoint", ckpt["config"].get("data") or {})
+    return _trained(load_model(ckpt), "checkpoint", ckpt["config"])
 
 
-def _trained(model, kind: str, data: dict) -> Classifier:
-    """A classifier from a checkpoint's model and the ``data`` section of its training config: the
-    evaluation data is prepared as the training data was (resolution, representation, padding)."""
+def _trained(model, kind: str, config: dict) -> Classifier:
+    """A classifier from a checkpoint's model and its training config: the evaluation data is
+    prepared as the training data was (resolution, representation, padding), and ``split="val"``
+    of a file without one is the validation hold-out the run made of its training split."""
+    data = config.get("data") or {}
     builtin = str(data.get("path", "")).startswith("builtin:")  # data.representation applies to built-in data only
     resolution = data.get("resolution") or (32 if builtin else None)
     clf = _wrap(model, kind, resolution, data.get("representation") if builtin else None)
     clf.pad_for_rotation = bool(data.get("pad_for_rotation", False))
+    if data.get("val_split", "auto") in ("auto", "holdout") and float(data.get("val_fraction") or 0) > 0:
+        clf.holdout = {"fraction": float(data["val_fraction"]), "seed": int(config.get("seed", 0))}
     return clf
 
 
@@ -106,7 +113,7 @@ def _pretrained(name: str) -> Classifier:
     from ..checkpoint import load_checkpoint
 
     model = pretrained.load_pretrained(name)  # checks the file against its card
-    return _trained(model, "pretrained", load_checkpoint(pretrained.checkpoint_path(name))["config"].get("data") or {})
+    return _trained(model, "pretrained", load_checkpoint(pretrained.checkpoint_path(name))["config"])
 
 
 def _wrap(model, kind: str, resolution=None, representation=None) -> Classifier:
@@ -195,17 +202,23 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
     from ..data.store import open_dataset
 
     file = data_file(spec, model.resolution, progress, model.representation, model.pad_for_rotation)
+    notes = []
     with open_dataset(file) as f:
+        index = None  # all of the split
+        if split == "val" and "val" not in f.splits and model.holdout and f.splits.get("train"):
+            split, index = "train", _holdout_index(f, model.holdout)
+            notes.append(f"split 'val': the validation hold-out of the training run ({model.holdout['fraction']:.0%} "
+                         f"of the train split per class, seed {model.holdout['seed']}: {len(index)} samples)")
         if split not in f.splits:
             raise UsageError(f"{spec}: no split {split!r} (has: {', '.join(f.splits) or 'none'})")
-        if f.splits[split] == 0:
+        if f.splits[split] == 0 or (index is not None and len(index) == 0):
             raise Vol3dError(f"{spec}: split {split!r} is empty")
-        volumes = f.volumes(split)[...]
-        labels, classes = f.labels(split), list(f.classes)
-        sources, rotations = list(f.sources(split)), f.rotations(split)
+        index = slice(None) if index is None else index  # h5py reads sorted indices directly
+        volumes = f.volumes(split)[index]
+        labels, classes = f.labels(split)[index], list(f.classes)
+        sources, rotations = list(np.asarray(f.sources(split))[index]), f.rotations(split)[index]
         resolution, representation, normalization = f.resolution, f.representation, f.normalization
     mapping, matching = match_classes(classes, model, labels, spec)
-    notes = []
     if model.resolution is not None and model.resolution != resolution:
         volumes = resample_volumes(volumes, model.resolution, "area")
         notes.append(f"the data's {resolution}^3 volumes were resampled (area filter) to the model's "
@@ -218,6 +231,16 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
     names = model.classes if matching == "by name" else (model.classes or classes)
     return EvalData(volumes, mapping[labels], list(names), sources, rotations, file, resolution, representation,
                     normalization, matching, notes)
+
+
+def _holdout_index(f, holdout: dict) -> np.ndarray:
+    """Sorted indices (into ``f``'s train split) of the objects training held out for validation:
+    the same :func:`vol3d.training.data.holdout` call on the same objects, so the same samples."""
+    from ..training.data import holdout as choose, object_groups
+
+    groups = object_groups(f.sources("train"))
+    is_val = choose(groups, f.labels("train"), holdout["fraction"], holdout["seed"])
+    return np.sort(np.concatenate([g for g, v in zip(groups, is_val) if v] or [np.zeros(0, np.int64)]))
 
 
 def _unnamed(classes) -> bool:

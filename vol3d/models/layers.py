@@ -163,7 +163,8 @@ class FourierELU(nn.Module):
     ``f_hat -> A^+ elu(A f_hat)`` with ``A`` ``(S, D)`` sampling the band-limited function with
     coefficients ``f_hat`` on ``S`` group elements (see :func:`vol3d.models.groups.fourier_matrices`).
 
-    Input/output ``(B, F*D, X, Y, Z)``. Exactly equivariant to every group element that permutes
+    Input/output ``(B, F*D, X, Y, Z)`` (``(B, F*D_out, ...)`` when ``Ainv`` ``(D_out, S)`` maps back to
+    fewer coefficients, as an exported reference model's quotient ELU does). Exactly equivariant to every group element that permutes
     the grid; approximately to the rest. For a finite group on its full grid it is an exact
     change of basis to the regular representation.
     """
@@ -179,7 +180,7 @@ class FourierELU(nn.Module):
         b = x.shape[0]
         f = x.view(b, self.fields, self.A.shape[1], -1)
         y = torch.matmul(self.Ainv, F.elu(torch.matmul(self.A, f)))
-        return y.view(x.shape)
+        return y.view(b, -1, x.shape[2], x.shape[3], x.shape[4])  # F * D_out channels
 
     def extra_repr(self) -> str:
         return f"fields={self.fields}, dim={self.A.shape[1]}, grid={self.A.shape[0]}"

@@ -94,8 +94,11 @@ def cached_file_name(data: dict) -> str:
     """Name of the cache file for builtin/npz data (encodes everything that changes its content)."""
     path = data["path"]
     if path.startswith("builtin:"):
+        from ..data.voxelize import SPHERE_MARGIN  # read at call time: a changed margin is a new file
+
         resolution = data["resolution"] or 32
-        return f"{path[len('builtin:'):]}-r{resolution}-{data['representation']}-v{__version__}.h5"
+        return (f"{path[len('builtin:'):]}-r{resolution}-{data['representation']}-m{SPHERE_MARGIN:g}"
+                f"-v{__version__}.h5")
     stat = os.stat(path)
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{data['resolution']}|{data['pad_for_rotation']}|{__version__}"
     return f"{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.h5"
