@@ -282,3 +282,26 @@ def test_split_val_is_the_training_runs_holdout_when_the_file_has_no_val_split(t
     bare = save_checkpoint(tmp_path / "bare.pt", tiny_model("cnn"), CLASSES, config={"data": {"val_split": "none"}})
     with pytest.raises(UsageError, match="no split 'val'"):
         load_split(str(data), "val", load_classifier(str(bare)), progress=False)
+
+
+def test_npz_resampled_then_padded_in_training_is_imported_the_same_way(tmp_path, monkeypatch):
+    """data.resolution of an .npz resamples before the padding: evaluation repeats both steps (not a
+    resampling of the padded grid), as the checkpoint's data.grid records."""
+    from vol3d.data.importers import import_volumes
+    from vol3d.data.store import open_dataset
+
+    monkeypatch.setenv("VOL3D_CACHE", str(tmp_path / "cache"))
+    volumes = np.zeros((5, 16, 16, 16), np.uint8)
+    volumes[:, 1:14, 2:15, 1:15] = 1
+    npz = tmp_path / "d.npz"
+    np.savez(npz, volumes=volumes, labels=np.arange(5), classes=np.array(CLASSES))
+    import_volumes(npz, tmp_path / "as_trained.h5", resolution=8, pad_for_rotation=True, show_progress=False)
+    with open_dataset(tmp_path / "as_trained.h5") as f:
+        grid, expected = f.resolution, f.volumes("train")[...]
+    ckpt = save_checkpoint(tmp_path / "m.pt", tiny_model("cnn"), CLASSES, config={
+        "data": {"path": str(npz), "pad_for_rotation": True, "resolution": 8, "grid": grid}})
+    from vol3d.evaluation.loading import load_classifier, load_split
+
+    split = load_split(str(npz), "train", load_classifier(str(ckpt)), progress=False)
+    assert split.resolution == grid and not any("resampled" in note for note in split.notes)
+    np.testing.assert_array_equal(split.volumes, expected)

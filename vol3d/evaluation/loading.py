@@ -43,6 +43,8 @@ class Classifier:
             known: ``builtin:`` data is built in it, and other data is checked against it.
         pad_for_rotation: the training data was an ``.npz`` imported with ``pad_for_rotation``:
             ``.npz`` data is imported the same way (padded, not stretched, to the training grid).
+        import_resolution: the ``data.resolution`` an ``.npz`` was resampled to in training before
+            any padding (``.npz`` data is imported the same way), else None.
         holdout: ``{"fraction", "seed"}`` of the validation hold-out training made of the data's
             train split when it had no ``val`` split (``data.val_split: auto | holdout``), else None.
     """
@@ -57,6 +59,7 @@ class Classifier:
     representation: str | None = None
     pad_for_rotation: bool = False
     holdout: dict | None = None
+    import_resolution: int | None = None
 
     def info(self) -> dict:
         return {"kind": self.kind, "group": self.group, "params": self.num_params,
@@ -89,9 +92,12 @@ def _trained(model, kind: str, config: dict) -> Classifier:
     of a file without one is the validation hold-out the run made of its training split."""
     data = config.get("data") or {}
     builtin = str(data.get("path", "")).startswith("builtin:")  # data.representation applies to built-in data only
-    resolution = data.get("resolution") or (32 if builtin else None)
+    # data.grid: the grid trained on (checkpoints before it kept that in data.resolution)
+    resolution = data.get("grid") or data.get("resolution") or (32 if builtin else None)
     clf = _wrap(model, kind, resolution, data.get("representation") if builtin else None)
     clf.pad_for_rotation = bool(data.get("pad_for_rotation", False))
+    if "grid" in data and not builtin:
+        clf.import_resolution = data.get("resolution")
     if data.get("val_split", "auto") in ("auto", "holdout") and float(data.get("val_fraction") or 0) > 0:
         clf.holdout = {"fraction": float(data["val_fraction"]), "seed": int(config.get("seed", 0))}
     return clf
@@ -165,12 +171,13 @@ class EvalData:
 
 
 def data_file(spec: str, resolution: int | None, progress: bool = True, representation: str | None = None,
-              pad_for_rotation: bool = False) -> Path:
+              pad_for_rotation: bool = False, import_resolution: int | None = None) -> Path:
     """The vol3d HDF5 file for DATA ``spec`` (built or imported into the training cache if needed).
 
     ``resolution`` and ``representation`` are the grid and representation of a ``builtin:`` dataset
-    (default 32, ``solid``); other data keep theirs. ``pad_for_rotation`` imports an ``.npz`` padded
-    to a rotation-safe grid (as ``data.pad_for_rotation`` does in training).
+    (default 32, ``solid``); other data keep theirs. An ``.npz`` is imported as ``data:`` in training
+    does: resampled to ``import_resolution`` (None: kept), then, with ``pad_for_rotation``, padded to
+    a rotation-safe grid.
     """
     from ..data.builtin import BUILTIN_NAMES
     from ..training.config import defaults
@@ -192,6 +199,7 @@ def data_file(spec: str, resolution: int | None, progress: bool = True, represen
         section["representation"] = representation
     if spec.lower().endswith(".npz"):
         section["pad_for_rotation"] = bool(pad_for_rotation)
+        section["resolution"] = import_resolution
     return dataset_file(section, progress=progress)
 
 
@@ -201,7 +209,8 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
     from ..data.resample import resample_volumes
     from ..data.store import open_dataset
 
-    file = data_file(spec, model.resolution, progress, model.representation, model.pad_for_rotation)
+    file = data_file(spec, model.resolution, progress, model.representation, model.pad_for_rotation,
+                     model.import_resolution)
     notes = []
     with open_dataset(file) as f:
         index = None  # all of the split

@@ -467,8 +467,11 @@ class Trainer:
             if self.scaler.is_enabled():
                 state["scaler"] = self.scaler.state_dict()
         # the checkpoint records the grid the model was trained on (evaluation resamples to it),
-        # also when the config left data.resolution to the data file
-        config = {**self.cfg, "data": {**self.cfg["data"], "resolution": self.data.resolution}}
+        # also when the config left data.resolution to the data file; data.resolution stays what
+        # the config said when it set one (an .npz is resampled to it before any padding)
+        data = {**self.cfg["data"], "grid": self.data.resolution}
+        data["resolution"] = data["resolution"] or self.data.resolution
+        config = {**self.cfg, "data": data}
         save_checkpoint(path, self.model, self.data.classes, config=config, training=state)
 
     def _interrupt(self, signum, saved: bool = False):
