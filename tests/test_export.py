@@ -32,7 +32,7 @@ def test_export_matches_escnn_eval(group):
 
 
 @pytest.mark.parametrize("options", [dict(nonlinearity="gated"), dict(nonlinearity="norm"),
-                                     dict(residual=True, blocks=2)])
+                                     dict(residual=True, blocks=2), dict(pool="invariants")])
 def test_export_variants(options):
     model = tiny_model("so3", **options)
     plain = export(model)

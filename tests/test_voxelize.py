@@ -269,3 +269,30 @@ def test_real_meshes(shared_data):
         assert surface.sum() > 100 and (solid >= surface).all(), path.name
         assert radius[solid].max() < R / 2, path.name
         np.testing.assert_array_equal(voxelize(path, R).astype(bool), solid)
+
+
+@pytest.mark.parametrize("name", ["box", "annulus", "lumpy"])
+def test_fraction_measures_the_volume_in_every_pose(name):
+    """``fraction`` sums to the mesh's volume (in voxels) in the canonical pose and in random ones;
+    ``solid``'s surface shell makes its count depend on the pose (so the check could fail)."""
+    mesh = PRIMITIVES[name]()
+    sums, solid = [], []
+    for q in [np.eye(3), *sample_rotations(3, "so3", rng=1)]:
+        volume, transform = voxelize(mesh, 24, "fraction", rotation=q, return_transform=True)
+        assert volume.dtype == np.float16 and volume.min() >= 0 and volume.max() == 1
+        scale = abs(np.linalg.det(transform[:3, :3]))
+        sums.append(volume.astype(np.float64).sum() / (mesh.volume * scale))
+        solid.append(voxelize(mesh, 24, "solid", rotation=q).sum() / (mesh.volume * scale))
+    np.testing.assert_allclose(sums, 1.0, atol=0.01)
+    assert np.abs(np.subtract(solid, 1.0)).max() > 0.05  # the shell: off by 6% to 55% here
+
+
+def test_fraction_is_one_inside_zero_outside_and_within_solid():
+    mesh = lumpy_sphere(3)
+    fraction = voxelize(mesh, 20, "fraction").astype(np.float32)
+    solid = voxelize(mesh, 20, "solid").astype(bool)
+    partial = (fraction > 0) & (fraction < 1)
+    assert partial.any() and (fraction[~solid] == 0).all()  # partly inside: touches the surface
+    surface = voxelize(mesh, 20, "surface").astype(bool)
+    assert (fraction[solid & ~surface] == 1).all()  # centre inside and no surface: all inside
+    assert not (partial & ~surface).any()

@@ -33,8 +33,9 @@ def _add_voxelize(sub) -> None:
     p.add_argument("out", help="output HDF5 file (written atomically; re-running resumes)")
     p.add_argument("--resolution", "-r", type=int, default=32, help="grid size R (default 32)")
     p.add_argument(
-        "--representation", choices=("solid", "surface", "sdf"), default="solid",
-        help="solid occupancy, surface voxels, or truncated signed distance (default solid)",
+        "--representation", choices=("solid", "surface", "fraction", "sdf"), default="solid",
+        help="solid occupancy, surface voxels, fraction of each voxel inside (partial volume, the "
+             "same at every pose), or truncated signed distance (default solid)",
     )
     p.add_argument(
         "--fit", choices=("sphere", "cube"), default="sphere",

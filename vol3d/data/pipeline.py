@@ -178,7 +178,7 @@ def voxelize_dataset(
         representation=representation,
         normalization=fit,
         command=command or f"vol3d.voxelize_dataset({str(src)!r})",
-        dtype="float16" if representation == "sdf" else "uint8",
+        dtype="uint8" if representation in ("solid", "surface") else "float16",
         resume_key=_resume_key(items, classes, settings),
     )
     with writer:

@@ -10,7 +10,8 @@ Root attributes (all required unless marked optional):
 ``classes``        JSON list of class names; label ``c`` means ``classes[c]``
 ``resolution``     grid size ``R`` (every volume is ``R x R x R``)
 ``representation`` ``solid`` / ``surface`` (voxelized meshes) or ``occupancy`` (imported binary
-                   volumes): uint8 ``{0, 1}``; ``sdf``: float16 truncated signed distance in
+                   volumes): uint8 ``{0, 1}``; ``fraction``: float16 fraction of the voxel inside, in
+                   ``[0, 1]``; ``sdf``: float16 truncated signed distance in
                    voxel units, negative inside; ``intensity``: float16 greyscale in ``[0, 1]``
                    (imported); ``imported``: float16 values imported as they were
 ``normalization``  how meshes were placed in the grid: ``sphere`` / ``cube`` / ``imported``

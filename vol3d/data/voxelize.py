@@ -36,6 +36,16 @@ Representations
   (double-sided ModelNet meshes list every face twice, once per orientation, which would cancel
   every crossing) are dropped first (:func:`unique_faces`). uint8 {0, 1}. On watertight meshes
   the centre test equals ``mesh.contains`` at the voxel centres (the surface shell is extra).
+- ``fraction``: the fraction of each voxel's cube that lies inside, in ``[0, 1]`` (partial-volume
+  occupancy), float16: the ray vote below at the centres of an ``s^3`` sub-grid of every voxel
+  (``s = FRACTION_SUBSAMPLES``, fewer when ``sR`` would exceed ``FRACTION_MAX_GRID``), averaged; the
+  sub-grid is turned by a fixed generic rotation, so that axis-aligned faces are sampled without
+  a systematic offset.
+  Unlike ``solid``, whose surface shell is thicker on an oblique face than on an axis-aligned one,
+  its sum is the object's volume in every pose (within the sub-grid's sampling error), so an
+  object voxelized in a new pose looks like the rotated voxelization of the old one: the
+  representation for rotation-robustness experiments. Thin parts below a voxel give fractions
+  below 1 instead of vanishing or being dilated.
 - ``sdf``: truncated signed distance from voxel centres to the surface in voxel units, float16:
   the exact point-triangle distance, clipped to ``SDF_BAND`` voxels, negative where the centre is
   inside by the ray vote above (so a thin open sheet is positive on both sides). Slower than the
@@ -43,7 +53,9 @@ Representations
 
 Exactness: all tests run in grid-centred coordinates (``index - h``, exact half-integers), with a
 symbolic perturbation for rays through edges or vertices, so a rotation by a cube symmetry gives
-exactly the permuted voxel grid of the unrotated mesh (up to ties on open boundaries).
+exactly the permuted voxel grid of the unrotated mesh (up to ties on open boundaries), except for
+``fraction``, whose turned sub-grid is not a cube symmetry: there the values agree to within the
+sub-grid's sampling error.
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ import numpy as np
 import trimesh
 
 from ..errors import MeshError, UsageError
+from ..rotations import quaternion_to_matrix
 from .meshes import check_mesh, load_mesh
 
 __all__ = [
@@ -66,13 +79,17 @@ __all__ = [
     "unique_faces",
     "surface_occupancy",
     "solid_occupancy",
+    "inside_fraction",
+    "fraction_subsamples",
     "inside_votes",
     "truncated_sdf",
 ]
 
-REPRESENTATIONS = ("solid", "surface", "sdf")
+REPRESENTATIONS = ("solid", "surface", "fraction", "sdf")
 FITS = ("sphere", "cube")
 SDF_BAND = 3.0  # sdf truncation, in voxels
+FRACTION_SUBSAMPLES = 4  # fraction: s^3 inside tests per voxel
+FRACTION_MAX_GRID = 160  # fraction: s is lowered so that sR stays within this (memory, time)
 SPHERE_MARGIN = 1.0  # fit="sphere": vertices lie within R/2 - SPHERE_MARGIN of the grid centre
 _EPS = 1e-9  # widening of candidate ranges; the exact tests decide
 _CHUNK = 1 << 19  # (triangle, candidate) pairs per vectorized chunk: bounds memory to ~100 MB
@@ -92,7 +109,8 @@ def voxelize(
         mesh_or_path: a :class:`trimesh.Trimesh`, a path to any mesh file, or ``(vertices (V, 3),
             faces (F, 3))`` arrays.
         resolution: ``R``, the grid size (>= 4).
-        representation: ``"solid"`` | ``"surface"`` (uint8 {0, 1}) | ``"sdf"`` (float16, voxels).
+        representation: ``"solid"`` | ``"surface"`` (uint8 {0, 1}) | ``"fraction"`` (float16 in
+            [0, 1]) | ``"sdf"`` (float16, voxels).
         fit: ``"sphere"`` (rotation-safe, default) or ``"cube"`` (binvox convention).
         rotation: optional orthogonal ``(3, 3)`` matrix ``Q`` applied to the centred mesh
             (``p -> Q @ p``), exactly.
@@ -116,6 +134,8 @@ def voxelize(
         volume = _surface(corners, resolution).astype(np.uint8)
     elif representation == "solid":
         volume = _solid(corners, resolution).astype(np.uint8)
+    elif representation == "fraction":
+        volume = _fraction(corners, resolution)
     else:
         volume = _sdf(corners, resolution, SDF_BAND)
     return (volume, transform) if return_transform else volume
@@ -410,6 +430,50 @@ def solid_occupancy(tris, resolution: int) -> np.ndarray:
 
 def _solid(c: np.ndarray, R: int) -> np.ndarray:
     return _surface(c, R) | (_votes(c, R) >= 2)
+
+
+def inside_fraction(tris, resolution: int) -> np.ndarray:
+    """float16 ``(R, R, R)`` in [0, 1]: the fraction of each voxel inside (the ``fraction``
+    representation; see the module docstring)."""
+    return _fraction(_corners(tris), resolution)
+
+
+def fraction_subsamples(resolution: int) -> int:
+    """Sub-grid samples per axis of the ``fraction`` representation at ``resolution``."""
+    return max(1, min(FRACTION_SUBSAMPLES, FRACTION_MAX_GRID // resolution))
+
+
+#: the ``fraction`` sub-grid is turned by this fixed, generic rotation (rows: the sub-grid's axes).
+#: A face parallel to the sub-grid's planes would be placed to within ``1/s`` voxel the same way
+#: along its whole extent: axis-aligned faces, the rule in CAD meshes and the tetris pieces, would
+#: each carry a systematic error of up to ``1/2s`` voxel (8% of a tetris piece's volume at s = 4),
+#: while in any other pose the errors average out along the face. No face of an axis-aligned mesh
+#: is parallel to these planes.
+_FRACTION_LATTICE = quaternion_to_matrix(np.array([0.9, 0.2, 0.3, 0.25]))
+
+
+def _fraction(c: np.ndarray, R: int) -> np.ndarray:
+    # sub-grid points p = q^T (m - (n-1)/2) / s (grid-centred, voxel units) for m in [0, n)^3,
+    # covering the mesh and every voxel that meets it; inside by the ray vote on the mesh turned
+    # by q and scaled by s; then per voxel: inside points / all points that fall in it
+    s = fraction_subsamples(R)
+    q = _FRACTION_LATTICE
+    turned = np.einsum("ij,jkf->ikf", q, c)
+    reach = np.abs(turned).max() + np.sqrt(3)  # a voxel meeting the mesh lies within sqrt(3) of it
+    n = min(int(np.ceil(2 * s * reach)) + 1, int(np.ceil(s * R * np.abs(q).sum(1).max())) + 1)
+    inside = _votes(turned * s, n) >= 2
+    axis = (np.arange(n) - (n - 1) / 2) / s
+    inside_count = np.zeros(R**3)
+    total = np.zeros(R**3)
+    for a in range(n):  # one sub-grid slab at a time bounds memory to ~n^2 points
+        points = np.stack(np.meshgrid(axis[a], axis, axis, indexing="ij"), -1).reshape(-1, 3) @ q
+        index = np.floor(points + R / 2).astype(np.int64)
+        keep = (index >= 0).all(1) & (index < R).all(1)
+        flat = (index[keep] * np.array([R * R, R, 1])).sum(1)
+        total += np.bincount(flat, minlength=R**3)
+        inside_count += np.bincount(flat, weights=inside[a].reshape(-1)[keep], minlength=R**3)
+    fraction = np.divide(inside_count, total, out=np.zeros(R**3), where=total > 0)
+    return fraction.reshape(R, R, R).astype(np.float16)
 
 
 def _votes(c: np.ndarray, R: int) -> np.ndarray:

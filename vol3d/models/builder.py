@@ -20,11 +20,12 @@ from torch import nn
 from ..errors import UsageError
 from . import groups as G
 from .layers import (SPATIAL_POOLS, BlurDownsample3d, GaussianBlur3d, Conv3d, EscnnLayout, FieldNorm3d, FourierELU, FourierPool,
+                     InvariantPool,
                      GatedELU, Head, NormELU, conv3d_same)
 from .network import ConvBN, Network, PlainBlock, ResidualBlock
 
 NONLINEARITIES = ("fourier_elu", "gated", "norm")
-POOLS = ("group", "sphere")
+POOLS = ("group", "sphere", "invariants")
 INITS = ("he", "escnn_he", "delta")
 NORMS = ("rms", "batch")
 #: values of the options added later that reproduce models saved before them (see vol3d.checkpoint)
@@ -219,6 +220,15 @@ class _Steerable:
 
     def pool(self, cin, n, opts):
         L = self.L if opts["pool_L"] is None else int(opts["pool_L"])
+        if opts["pool"] == "invariants":
+            if self.group != "so3":
+                raise UsageError("model option pool='invariants' is available for group so3 only")
+            # n invariant features: n / K fields of K invariants each
+            per_field = InvariantPool(G.irrep_layout(self.group, L), 1).invariants
+            fields = max(1, int(round(n / per_field)))
+            tout = self.enn.FieldType(self.gs, [G.spectral_representation(self.group, L)] * fields)
+            return nn.Sequential(ConvBN(self.conv(cin, tout, 1), self.bn(tout)),
+                                 InvariantPool(G.irrep_layout(self.group, L), fields))
         if opts["pool"] == "sphere":
             if self.group != "so3":
                 raise UsageError("model option pool='sphere' is available for group so3 only")
@@ -290,11 +300,21 @@ def _assemble(parts, group, num_classes, in_channels, o, config):
             cur = parts.post(f)
         stages.append(nn.Sequential(*mods))
     pool = parts.pool(cur, int(o["pool_features"]), o)
-    head = Head(int(o["pool_features"]), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"])
+    head = Head(_pooled_features(pool), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"])
     # zero-preserving models pad to a canonical size so that stage parities ignore extra empty space
     multiple = 2 ** len(o["widths"]) if o["norm"] == "rms" else 1
     return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple,
                    margin=int(o["margin"]), input_filter=GaussianBlur3d(float(o["input_blur"])))
+
+
+def _pooled_features(pool: nn.Sequential) -> int:
+    """Channels out of an invariant pooling block (its last module: ELU for the CNN)."""
+    last = pool[-1]
+    if isinstance(last, InvariantPool):
+        return last.fields * last.invariants
+    if isinstance(last, FourierPool):
+        return last.fields
+    return pool[0].conv.out_channels
 
 
 def option_names(architecture: str = "vol3d") -> set:
@@ -327,7 +347,9 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             residual: ResNet basic blocks (two convolutions and a skip) instead of one conv.
             sigma: anti-aliasing blur of the stride-2 downsampling (0: plain centred subsampling).
             pool: ``group`` (Fourier pooling over the group grid) | ``sphere`` (so3: over a sphere
-                grid, escnn's reference pooling). pool_features: invariant features;
+                grid, escnn's reference pooling) | ``invariants`` (so3: the complete polynomial
+                invariants of each field, :class:`~vol3d.models.layers.InvariantPool`: exact, and
+                chirality-sensitive). pool_features: invariant features;
                 pool_L / pool_grid: band limit and grid of the pooling (default: the hidden ones).
             head: hidden widths of the MLP; dropout: its dropout.
             norm: ``rms`` (:class:`FieldNorm3d`: per-field scaling by the running RMS norm, no mean,

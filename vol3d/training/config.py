@@ -59,7 +59,7 @@ SCHEMA = {
         "path": Option("builtin:synthetic", "str"),
         # builtin: voxel grid (default 32); npz: resample on import; HDF5: must match the file
         "resolution": Option(None, "int", nullable=True, min=4),
-        "representation": Option("solid", "str", ("solid", "surface", "sdf")),  # builtin only
+        "representation": Option("solid", "str", ("solid", "surface", "fraction", "sdf")),  # builtin only
         "pad_for_rotation": Option(False, "bool"),  # npz only: pad so rotations lose no voxel
         # the validation split: auto = the file's "val" split if any, else a seeded stratified
         # hold-out of val_fraction of train; a split name; or none (no validation)
