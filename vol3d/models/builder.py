@@ -347,9 +347,9 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             residual: ResNet basic blocks (two convolutions and a skip) instead of one conv.
             sigma: anti-aliasing blur of the stride-2 downsampling (0: plain centred subsampling).
             pool: ``group`` (Fourier pooling over the group grid) | ``sphere`` (so3: over a sphere
-                grid, escnn's reference pooling) | ``invariants`` (so3: the complete polynomial
+                grid, escnn's reference pooling) | ``invariants`` (so3: the polynomial
                 invariants of each field, :class:`~vol3d.models.layers.InvariantPool`: exact, and
-                chirality-sensitive). pool_features: invariant features;
+                chirality-sensitive; ``pool_features / K`` fields of ``K`` invariants). pool_features: invariant features;
                 pool_L / pool_grid: band limit and grid of the pooling (default: the hidden ones).
             head: hidden widths of the MLP; dropout: its dropout.
             norm: ``rms`` (:class:`FieldNorm3d`: per-field scaling by the running RMS norm, no mean,
