@@ -14,7 +14,7 @@ rm -rf "$OUT/runs" "$OUT/eval"
 cd "$ROOT"
 
 echo "== 1/4 voxelize builtin:synthetic -> $OUT/synthetic.h5"
-"$VOL3D" voxelize builtin:synthetic "$OUT/synthetic.h5" --resolution 24 --workers 2
+"$VOL3D" voxelize builtin:synthetic "$OUT/synthetic.h5" --resolution 24 --representation fraction --workers 2
 "$VOL3D" info "$OUT/synthetic.h5"
 "$VOL3D" show "$OUT/synthetic.h5" --index 0 --out "$OUT/synthetic_sample0.png"
 
