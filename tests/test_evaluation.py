@@ -305,3 +305,5 @@ def test_npz_resampled_then_padded_in_training_is_imported_the_same_way(tmp_path
     split = load_split(str(npz), "train", load_classifier(str(ckpt)), progress=False)
     assert split.resolution == grid and not any("resampled" in note for note in split.notes)
     np.testing.assert_array_equal(split.volumes, expected)
+    # the report says what the import did
+    assert any("area-filtered to 8^3" in note and f"padded to {grid}^3" in note for note in split.notes)

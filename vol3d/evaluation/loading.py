@@ -228,6 +228,8 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
         sources, rotations = list(np.asarray(f.sources(split))[index]), f.rotations(split)[index]
         resolution, representation, normalization = f.resolution, f.representation, f.normalization
     mapping, matching = match_classes(classes, model, labels, spec)
+    if str(spec).lower().endswith(".npz") and (model.import_resolution or model.pad_for_rotation):
+        notes.append(_import_note(model, resolution))
     if model.resolution is not None and model.resolution != resolution:
         volumes = resample_volumes(volumes, model.resolution, "area")
         notes.append(f"the data's {resolution}^3 volumes were resampled (area filter) to the model's "
@@ -240,6 +242,14 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
     names = model.classes if matching == "by name" else (model.classes or classes)
     return EvalData(volumes, mapping[labels], list(names), sources, rotations, file, resolution, representation,
                     normalization, matching, notes)
+
+
+def _import_note(model: Classifier, grid: int) -> str:
+    """What importing an ``.npz`` as the model's training run did (:func:`data_file`), in words."""
+    steps = [f"area-filtered to {model.import_resolution}^3"] if model.import_resolution else []
+    if model.pad_for_rotation:
+        steps.append(f"zero-padded to {grid}^3 so that no occupied voxel leaves the grid under rotation")
+    return "the .npz was imported as the training run imported its data: " + ", then ".join(steps)
 
 
 def _holdout_index(f, holdout: dict) -> np.ndarray:
