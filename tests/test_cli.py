@@ -87,3 +87,20 @@ def test_export_command_writes_torchscript(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(tmp_path / "missing.pt"), str(out)]) == 1
     assert "missing.pt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, size", [(["--pad-for-rotation"], 14), (["--pad-for-rotation", "10"], 10), ([], 8)])
+def test_import_pads_for_rotation_fully_or_to_a_size(tmp_path, capsys, flag, size):
+    """``--pad-for-rotation`` alone pads until no rotation loses a voxel (a filled 8^3 cube: 14^3);
+    with N it pads to N^3."""
+    import numpy as np
+
+    from vol3d.data.store import open_dataset
+
+    np.savez(tmp_path / "c.npz", volumes=np.ones((2, 8, 8, 8), np.uint8), labels=[0, 1])
+    assert main(["import", str(tmp_path / "c.npz"), str(tmp_path / "c.h5"), "-q", *flag]) == 0
+    with open_dataset(tmp_path / "c.h5") as f:
+        assert f.resolution == size and f.volumes("train")[...].sum() == 2 * 8 ** 3
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "c.npz"), str(tmp_path / "d.h5"), "-q", "--pad-for-rotation", "9"]) == 2
+    assert "pad_for_rotation=9" in capsys.readouterr().err

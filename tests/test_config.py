@@ -77,6 +77,8 @@ def test_unknown_keys_are_rejected_naming_the_key(config, overrides, key):
     ({"train": {"epochs": 2.5}}, "train.epochs", "integer"),
     ({"optimizer": {"lr": "fast"}}, "optimizer.lr", "number"),
     ({"data": {"in_memory": 1}}, "data.in_memory", "true or false"),
+    ({"data": {"pad_for_rotation": "yes"}}, "data.pad_for_rotation", "true, false or an integer"),
+    ({"data": {"pad_for_rotation": 0}}, "data.pad_for_rotation", ">= 1"),
     ({"optimizer": {"betas": [0.9]}}, "optimizer.betas", "two numbers"),
     ({"augment": {"rotation": "so4"}}, "augment.rotation", "one of"),
     ({"train": {"batch_size": 0}}, "train.batch_size", ">= 1"),

@@ -284,9 +284,11 @@ def test_split_val_is_the_training_runs_holdout_when_the_file_has_no_val_split(t
         load_split(str(data), "val", load_classifier(str(bare)), progress=False)
 
 
-def test_npz_resampled_then_padded_in_training_is_imported_the_same_way(tmp_path, monkeypatch):
-    """data.resolution of an .npz resamples before the padding: evaluation repeats both steps (not a
-    resampling of the padded grid), as the checkpoint's data.grid records."""
+@pytest.mark.parametrize("pad", [True, 12])
+def test_npz_resampled_then_padded_in_training_is_imported_the_same_way(tmp_path, monkeypatch, pad):
+    """data.resolution of an .npz resamples before the padding (rotation-safe, or to a given size):
+    evaluation repeats both steps (not a resampling of the padded grid), as the checkpoint's
+    data.grid records."""
     from vol3d.data.importers import import_volumes
     from vol3d.data.store import open_dataset
 
@@ -295,15 +297,16 @@ def test_npz_resampled_then_padded_in_training_is_imported_the_same_way(tmp_path
     volumes[:, 1:14, 2:15, 1:15] = 1
     npz = tmp_path / "d.npz"
     np.savez(npz, volumes=volumes, labels=np.arange(5), classes=np.array(CLASSES))
-    import_volumes(npz, tmp_path / "as_trained.h5", resolution=8, pad_for_rotation=True, show_progress=False)
+    import_volumes(npz, tmp_path / "as_trained.h5", resolution=8, pad_for_rotation=pad, show_progress=False)
     with open_dataset(tmp_path / "as_trained.h5") as f:
         grid, expected = f.resolution, f.volumes("train")[...]
     ckpt = save_checkpoint(tmp_path / "m.pt", tiny_model("cnn"), CLASSES, config={
-        "data": {"path": str(npz), "pad_for_rotation": True, "resolution": 8, "grid": grid}})
+        "data": {"path": str(npz), "pad_for_rotation": pad, "resolution": 8, "grid": grid}})
     from vol3d.evaluation.loading import load_classifier, load_split
 
     split = load_split(str(npz), "train", load_classifier(str(ckpt)), progress=False)
     assert split.resolution == grid and not any("resampled" in note for note in split.notes)
     np.testing.assert_array_equal(split.volumes, expected)
     # the report says what the import did
+    assert grid == 12 or pad is True
     assert any("area-filtered to 8^3" in note and f"padded to {grid}^3" in note for note in split.notes)

@@ -155,6 +155,22 @@ def test_pad_for_rotation(tmp_path):
     assert occupied_radius(padded) == pytest.approx(occupied_radius(vols))  # centre kept
 
 
+def test_pad_for_rotation_to_a_given_size(tmp_path):
+    """An integer pads to that grid (cheaper than rotation-safe), centred; sizes that cannot be
+    reached symmetrically are refused naming the option."""
+    vols = volumes(3)
+    np.savez(tmp_path / "c.npz", volumes=vols, labels=[0, 1, 0])
+    summary, f = run(tmp_path / "c.npz", tmp_path, pad_for_rotation=R + 4)
+    with f:
+        padded = f.volumes("train")[...]
+    assert summary["resolution"] == R + 4 and summary["padded"]
+    np.testing.assert_array_equal(padded[:, 2:-2, 2:-2, 2:-2], vols)
+    assert padded.sum() == vols.sum()
+    for size in (R + 3, R - 2):
+        with pytest.raises(UsageError, match=rf"c\.npz: pad_for_rotation={size}: cannot pad the 8\^3 grid"):
+            run(tmp_path / "c.npz", tmp_path, pad_for_rotation=size)
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"volumes": np.zeros((2, R, R, R + 1)), "labels": [0, 0]}, r"'volumes' has shape \(2, 8, 8, 9\)"),
     ({"volumes": np.zeros((2, R, R, R)), "labels": [0, 0, 0]}, r"'labels' has shape \(3,\)"),

@@ -50,6 +50,14 @@ def test_load_and_forward(name):
     assert logits.shape == (2, len(card["classes"])) and torch.isfinite(logits).all()
 
 
+def test_vol3d_pretrained_is_callable_by_name():
+    import vol3d
+
+    model = vol3d.pretrained(NAMES[0])
+    assert not model.training and model.pretrained["name"] == NAMES[0]
+    assert vol3d.pretrained.available() == NAMES
+
+
 def test_card_config_matches_checkpoint_and_config_file():
     import yaml
 

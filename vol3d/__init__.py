@@ -25,6 +25,7 @@ _LAZY = {
     "save_checkpoint": ("vol3d.checkpoint", "save_checkpoint"),
     "export": ("vol3d.models.export", "export"),
     "export_torchscript": ("vol3d.models.export", "export_torchscript"),
+    "pretrained": ("vol3d.pretrained", None),  # a callable module: vol3d.pretrained("NAME") loads NAME
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -36,5 +37,6 @@ def __getattr__(name):
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        module = importlib.import_module(module)
+        return module if attr is None else getattr(module, attr)
     raise AttributeError(f"module 'vol3d' has no attribute {name!r}")

@@ -85,7 +85,9 @@ def _add_import(sub) -> None:
         "--resample", choices=("area", "trilinear"), default="area",
         help="resampling filter: area (box average, for downsampling) or trilinear (default area)",
     )
-    p.add_argument("--pad-for-rotation", action="store_true", help="pad so any rotation keeps every occupied voxel")
+    p.add_argument("--pad-for-rotation", nargs="?", type=int, const=True, default=False, metavar="N",
+                   help="pad so any rotation keeps every occupied voxel; with N: pad to N^3 (rotations "
+                        "then cut what lies beyond radius N/2)")
     p.add_argument("--test-fraction", type=float, default=0.0, help="seeded stratified test split for single-split sources")
     p.add_argument("--seed", type=int, default=0, help="seed for the split (default 0)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -4,9 +4,11 @@ Each model is a vol3d checkpoint ``vol3d/pretrained/weights/NAME.pt`` with a JSO
 ``NAME.json`` beside it: class names, the input it expects (resolution, normalization), the config
 and command that trained it, its measured validation results and how long it trained on what.
 
+>>> import vol3d
+>>> model = vol3d.pretrained("adrenalmnist3d-so3")  # the module is callable: load_pretrained  # doctest: +SKIP
 >>> from vol3d.pretrained import available, load_pretrained, info
 >>> available()                                   # doctest: +SKIP
-['adrenalmnist3d-cnn', 'adrenalmnist3d-so3', 'modelnet10-cnn', ...]
+['adrenalmnist3d-so3', ...]
 >>> model = load_pretrained("modelnet10-so3")     # eval mode, model.classes set  # doctest: +SKIP
 >>> info("modelnet10-so3")["input"]["resolution"]  # doctest: +SKIP
 56
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import types
 from pathlib import Path
 
 from .errors import FormatError, UsageError
@@ -132,3 +136,13 @@ def publish(checkpoint, name: str, *, report: dict, config: str, command: str, h
     }
     write_text_atomic(out / f"{name}.json", json.dumps(card, indent=2) + "\n")
     return path
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``vol3d.pretrained(name)`` the same as ``vol3d.pretrained.load_pretrained(name)``."""
+
+    def __call__(self, name: str, map_location="cpu"):
+        return load_pretrained(name, map_location)
+
+
+sys.modules[__name__].__class__ = _CallableModule

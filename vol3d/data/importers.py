@@ -28,7 +28,7 @@ folder names, or are ``"0", "1", ...``; ``classes=`` overrides them.
 
 Options: ``resolution`` resamples (:func:`~vol3d.data.resample.resample_volumes`, ``resample=``
 ``"area"`` or ``"trilinear"``), ``pad_for_rotation`` then pads every split to one rotation-safe
-size (:func:`~vol3d.data.resample.pad_for_rotation`), and ``test_fraction > 0`` carves a seeded,
+size (:func:`~vol3d.data.resample.pad_for_rotation`) or to a given size, and ``test_fraction > 0`` carves a seeded,
 per-class test split out of a source that has only ``train``.
 """
 
@@ -87,7 +87,8 @@ def import_volumes(src, out, *, key=None, resolution=None, resample="area", pad_
         resolution: resample to this grid size (``None``: keep; required for folders whose files
             differ in size).
         resample: ``"area"`` or ``"trilinear"``.
-        pad_for_rotation: pad to a grid where any rotation keeps every occupied voxel.
+        pad_for_rotation: ``True``: pad to a grid where any rotation keeps every occupied voxel;
+            an integer ``N``: pad to ``N^3`` (cheaper; rotations cut what lies beyond radius ``N/2``).
         test_fraction, seed: seeded stratified test split for single-split sources.
         classes: class names overriding the source's (one per label value).
         command: stored as the ``command`` attribute.
@@ -108,8 +109,14 @@ def import_volumes(src, out, *, key=None, resolution=None, resample="area", pad_
     splits, representation = _to_storage(splits)
     if resolution is not None:
         splits = {s: _replace(sp, rs.resample_volumes(sp.volumes, resolution, resample)) for s, sp in splits.items()}
-    if pad_for_rotation:
+    if pad_for_rotation is True:
         size = max(rs.rotation_safe_size(sp.volumes) for sp in splits.values())
+    elif pad_for_rotation:
+        size, grid = int(pad_for_rotation), next(iter(splits.values())).volumes.shape[1]
+        if size < grid or (size - grid) % 2:
+            raise UsageError(f"{src}: pad_for_rotation={size}: cannot pad the {grid}^3 grid symmetrically "
+                             f"(need a size >= {grid} that differs from it by an even number)")
+    if pad_for_rotation:
         splits = {s: _replace(sp, rs.pad_volumes(sp.volumes, size)) for s, sp in splits.items()}
     final = next(iter(splits.values())).volumes
     _write(out, splits, names, representation, command or f"vol3d.import_volumes({str(src)!r})", show_progress)

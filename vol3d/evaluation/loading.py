@@ -57,7 +57,7 @@ class Classifier:
     resolution: int | None
     num_outputs: int
     representation: str | None = None
-    pad_for_rotation: bool = False
+    pad_for_rotation: bool | int = False
     holdout: dict | None = None
     import_resolution: int | None = None
 
@@ -95,7 +95,7 @@ def _trained(model, kind: str, config: dict) -> Classifier:
     # data.grid: the grid trained on (checkpoints before it kept that in data.resolution)
     resolution = data.get("grid") or data.get("resolution") or (32 if builtin else None)
     clf = _wrap(model, kind, resolution, data.get("representation") if builtin else None)
-    clf.pad_for_rotation = bool(data.get("pad_for_rotation", False))
+    clf.pad_for_rotation = data.get("pad_for_rotation", False)
     if "grid" in data and not builtin:
         clf.import_resolution = data.get("resolution")
     if data.get("val_split", "auto") in ("auto", "holdout") and float(data.get("val_fraction") or 0) > 0:
@@ -171,7 +171,7 @@ class EvalData:
 
 
 def data_file(spec: str, resolution: int | None, progress: bool = True, representation: str | None = None,
-              pad_for_rotation: bool = False, import_resolution: int | None = None) -> Path:
+              pad_for_rotation: bool | int = False, import_resolution: int | None = None) -> Path:
     """The vol3d HDF5 file for DATA ``spec`` (built or imported into the training cache if needed).
 
     ``resolution`` and ``representation`` are the grid and representation of a ``builtin:`` dataset
@@ -198,7 +198,7 @@ def data_file(spec: str, resolution: int | None, progress: bool = True, represen
     if spec.startswith("builtin:") and representation:
         section["representation"] = representation
     if spec.lower().endswith(".npz"):
-        section["pad_for_rotation"] = bool(pad_for_rotation)
+        section["pad_for_rotation"] = pad_for_rotation
         section["resolution"] = import_resolution
     return dataset_file(section, progress=progress)
 
@@ -247,8 +247,10 @@ def load_split(spec: str, split: str, model: Classifier, progress: bool = True) 
 def _import_note(model: Classifier, grid: int) -> str:
     """What importing an ``.npz`` as the model's training run did (:func:`data_file`), in words."""
     steps = [f"area-filtered to {model.import_resolution}^3"] if model.import_resolution else []
-    if model.pad_for_rotation:
+    if model.pad_for_rotation is True:
         steps.append(f"zero-padded to {grid}^3 so that no occupied voxel leaves the grid under rotation")
+    elif model.pad_for_rotation:
+        steps.append(f"zero-padded to {grid}^3 (rotations cut what lies beyond radius {grid / 2:g})")
     return "the .npz was imported as the training run imported its data: " + ", then ".join(steps)
 
 

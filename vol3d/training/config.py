@@ -60,7 +60,9 @@ SCHEMA = {
         # builtin: voxel grid (default 32); npz: resample on import; HDF5: must match the file
         "resolution": Option(None, "int", nullable=True, min=4),
         "representation": Option("solid", "str", ("solid", "surface", "fraction", "sdf")),  # builtin only
-        "pad_for_rotation": Option(False, "bool"),  # npz only: pad so rotations lose no voxel
+        # npz only: true pads until no rotation loses a voxel; an integer N pads to N^3 (cheaper:
+        # rotations then cut what lies beyond radius N/2 of the centre)
+        "pad_for_rotation": Option(False, "bool|int", min=1),
         # the validation split: auto = the file's "val" split if any, else a seeded stratified
         # hold-out of val_fraction of train; a split name; or none (no validation)
         "val_split": Option("auto", "str"),
@@ -262,13 +264,15 @@ def check_value(name: str, value, spec: Option):
         raise ConfigError(f"config key '{name}' expects {_type_name(spec)}, got {_show(value)}")
     if spec.choices and out not in spec.choices:
         raise ConfigError(f"config key '{name}' must be one of {', '.join(spec.choices)}, got {_show(value)}")
-    if spec.min is not None and out < spec.min:
+    if spec.min is not None and not isinstance(out, bool) and out < spec.min:
         raise ConfigError(f"config key '{name}' must be >= {spec.min:g}, got {_show(value)}")
     return out
 
 
 def _coerce(value, kind: str):
     """``value`` as ``kind``, or None when it is not one (bools are not numbers here)."""
+    if kind == "bool|int":
+        return value if isinstance(value, (bool, int)) else None
     if kind == "bool":
         return value if isinstance(value, bool) else None
     if kind == "int":
@@ -328,7 +332,7 @@ def _check_model(cfg: dict) -> None:
 
 def _type_name(spec: Option) -> str:
     names = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-             "floats": "a list of numbers"}
+             "bool|int": "true, false or an integer", "floats": "a list of numbers"}
     text = names[spec.type]
     return text + (" or null" if spec.nullable else "")
 
