@@ -33,6 +33,28 @@ def test_roundtrip_from_either_mode(tmp_path, mode):
         assert torch.allclose(loaded(x), expected, atol=1e-6)
 
 
+def test_sparse_bases_are_stored_losslessly_and_checked_on_load(tmp_path):
+    """escnn's sampled bases are mostly zeros: the checkpoint stores them flattened and sparse."""
+    from vol3d.checkpoint import basis_keys, model_state
+
+    model = tiny_model("so3")
+    own, state = model.state_dict(), model_state(model)
+    bases = basis_keys(model)
+    sparse = [k for k in bases if state[k].is_sparse]
+    assert sparse, "no basis was stored sparse"
+    for key in bases:
+        stored = state[key].to_dense() if state[key].is_sparse else state[key]
+        assert torch.equal(stored.reshape(own[key].shape), own[key]), key
+    assert not any(state[k].is_sparse for k in state if k not in bases)  # weights stay dense
+    path = save_checkpoint(tmp_path / "m.ckpt", model, list("abcde"))
+    ckpt = torch.load(path, weights_only=True)
+    key = sparse[0]
+    ckpt["state_dict"][key] = torch.zeros(ckpt["state_dict"][key].numel() + 1).to_sparse()
+    torch.save(ckpt, tmp_path / "resized.ckpt")
+    with pytest.raises(FormatError, match=r"resized\.ckpt.*entries"):
+        load_model(tmp_path / "resized.ckpt")
+
+
 def test_raw_eval_state_dict_loads_into_train_model():
     from vol3d.checkpoint import load_model_state
     from vol3d.models import build_model

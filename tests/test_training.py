@@ -60,7 +60,7 @@ def config(data_file, model=CNN, **sections):
 
 
 def weights(path):
-    return load_checkpoint(path)["state_dict"]
+    return {k: v.to_dense() if v.is_sparse else v for k, v in load_checkpoint(path)["state_dict"].items()}
 
 
 def assert_same_weights(a, b):

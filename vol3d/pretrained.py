@@ -100,19 +100,20 @@ def publish(checkpoint, name: str, *, report: dict, config: str, command: str, h
 
     import torch
 
-    from .checkpoint import load_checkpoint, load_model
+    from .checkpoint import load_checkpoint, load_model, model_state
     from .files import write_bytes_atomic, write_text_atomic
     from .models import count_parameters
 
     ckpt = load_checkpoint(checkpoint)
     ckpt.pop("training", None)  # optimizer and RNG state: only needed to resume
+    model = load_model(ckpt)
+    ckpt["state_dict"] = model_state(model)  # the current storage (sparse bases) of the same weights
     buffer = io.BytesIO()
     torch.save(ckpt, buffer)
     out = Path(weights_dir) if weights_dir is not None else WEIGHTS
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.pt"
     write_bytes_atomic(path, buffer.getvalue())
-    model = load_model(ckpt)
     data = report["data_info"]
     card = {
         "name": name,
