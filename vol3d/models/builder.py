@@ -340,7 +340,8 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             L: band limit of the hidden features (continuous groups; finite ones use all irreps).
             grid: grid parameter of the Fourier nonlinearity (so3/o3: ``thomson_cube`` N, 24N
                 rotations; so2: number of rotations, a multiple of 4); default ~2.5 samples per
-                Fourier coefficient.
+                Fourier coefficient (so3, L=1: the cube's 24 rotations, exact on them but aliasing
+                off them; a model trained without rotation augmentation needs 4: README, Results).
             nonlinearity: ``fourier_elu`` (ELU on the group grid) | ``gated`` (sigmoid gates) |
                 ``norm`` (norm-ReLU); trivial channels always get ELU.
             kernel_sizes: odd int or one per stage (default 5 for the stem, 3 after). blocks: blocks per stage after the stem.
