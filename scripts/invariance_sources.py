@@ -21,6 +21,7 @@ import torch
 
 from vol3d.data.resample import pad_volumes
 from vol3d.evaluation.loading import load_classifier, load_split
+from vol3d.evaluation.robustness import logits_of
 from vol3d.rotations import cube_rotations, rotation_about_z, sample_rotations
 from vol3d.transforms import rotate_volumes
 
@@ -40,22 +41,24 @@ def main() -> None:
     so3 = sample_rotations(n, "so3", rng)
     cube = cube_rotations()[rng.integers(1, 24, n)]  # never the identity
     about_z = rotation_about_z(rng.uniform(0, 2 * np.pi, n))
-    back = so3.transpose(0, 2, 1)
 
-    @torch.no_grad()
-    def logits(turn) -> np.ndarray:
-        out = []
-        for s in range(0, n, 32):
-            x = torch.from_numpy(volumes[s:s + 32].astype(np.float32)).unsqueeze(1)
-            out.append(clf.module.eval()(turn(x, slice(s, s + 32))).double().numpy())
-        return np.concatenate(out)
+    module = clf.module.eval()
 
-    aligned = logits(lambda x, i: x)
+    def run(inputs, mats) -> np.ndarray:  # logits (n, C), the batching of vol3d evaluate
+        return logits_of(module, inputs, np.arange(n), mats, batch_size=32)
+
+    def stored(index, mats):
+        return torch.from_numpy(volumes[index].astype(np.float32)).unsqueeze(1)
+
+    def turned(index, mats):
+        return rotate_volumes(stored(index, mats), mats)
+
+    aligned = run(stored, np.repeat(np.eye(3)[None], n, axis=0))
     cases = {"aligned (padded)": aligned,
-             "cube rotation (exact)": logits(lambda x, i: rotate_volumes(x, cube[i])),
-             "R then R^T (resampling only)": logits(lambda x, i: rotate_volumes(rotate_volumes(x, so3[i]), back[i])),
-             "random rotation about z": logits(lambda x, i: rotate_volumes(x, about_z[i])),
-             "random SO(3) rotation": logits(lambda x, i: rotate_volumes(x, so3[i]))}
+             "cube rotation (exact)": run(turned, cube),
+             "R then R^T (resampling only)": run(lambda i, m: rotate_volumes(turned(i, m), m.transpose(0, 2, 1)), so3),
+             "random rotation about z": run(turned, about_z),
+             "random SO(3) rotation": run(turned, so3)}
     print(f"{args.model} on {args.data} ({args.split}, {n} objects, padded to {args.pad}^3)")
     print(f"{'input':30s} {'accuracy':>9s} {'same pred':>10s} {'inv. error':>11s}")
     for name, z in cases.items():
