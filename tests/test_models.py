@@ -59,6 +59,41 @@ def test_other_nonlinearities_invariant(nonlinearity):
     assert invariance_error(model, x, cube_rotations()) < TOL
 
 
+def _fibre_equivariance_error(act, rho, elements, fields, gates=0):
+    """max |act(rho(g) x) - rho(g) act(x)| / max |act(x)| over ``elements``, ``x`` a random
+    ``(2, fields * D + gates, 1, 1, 1)`` tensor whose last ``gates`` channels are invariant."""
+    torch.manual_seed(0)
+    n = fields * rho.size
+    x = torch.randn(2, n + gates, 1, 1, 1)
+    worst = 0.0
+    with torch.no_grad():
+        y = act(x)
+        for g in elements:
+            m = torch.block_diag(*[torch.as_tensor(rho(g), dtype=torch.float32)] * fields)
+            turn = lambda t: torch.cat([torch.einsum("ij,bjxyz->bixyz", m, t[:, :n]), t[:, n:]], 1)
+            worst = max(worst, float((act(turn(x)) - turn(y)).abs().max()))
+    return worst / float(y.abs().max())
+
+
+def test_nonlinearities_on_the_fibre():
+    """Gated and norm nonlinearities commute with every rotation of a field; the Fourier ELU with
+    the cube's rotations (its default grid) and only approximately with others."""
+    from vol3d.models import groups as G
+    from vol3d.models.layers import FourierELU, GatedELU, NormELU
+
+    rho, layout = G.spectral_representation("so3", 1), G.irrep_layout("so3", 1)
+    so3 = G.gspace("so3", 1).fibergroup
+    random_elements = [so3.sample() for _ in range(5)]
+    gated = GatedELU(layout, 3)
+    assert _fibre_equivariance_error(gated, rho, random_elements, 3, gates=gated.gates) < 1e-5
+    assert _fibre_equivariance_error(NormELU(layout, 3), rho, random_elements, 3) < 1e-5
+    A, Ainv = G.fourier_matrices("so3", 1, None)
+    fourier = FourierELU(torch.from_numpy(A), torch.from_numpy(Ainv), 3)
+    cube = [so3.element(torch.as_tensor(r).numpy(), "MAT") for r in cube_rotations()]
+    assert _fibre_equivariance_error(fourier, rho, cube, 3) < 1e-5
+    assert _fibre_equivariance_error(fourier, rho, random_elements, 3) > 1e-2
+
+
 def test_residual_invariant_odd_grid():
     model = tiny_model("octa", residual=True, blocks=2)
     assert invariance_error(model, torch.rand(2, 1, 13, 13, 13), cube_rotations()) < TOL
