@@ -341,7 +341,8 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
             grid: grid parameter of the Fourier nonlinearity (so3/o3: ``thomson_cube`` N, 24N
                 rotations; so2: number of rotations, a multiple of 4); default ~2.5 samples per
                 Fourier coefficient (so3, L=1: the cube's 24 rotations, exact on them but aliasing
-                off them; a model trained without rotation augmentation needs 4: README, Results).
+                off them: a model trained without rotation augmentation needs 4, or ``gated``;
+                README, Results).
             nonlinearity: ``fourier_elu`` (ELU on the group grid) | ``gated`` (sigmoid gates) |
                 ``norm`` (norm-ReLU); trivial channels always get ELU. ``gated`` and ``norm`` are
                 exactly equivariant for every rotation (``grid`` then only counts the fields):
