@@ -108,6 +108,12 @@ def accuracy_by_angle(angles_deg: np.ndarray, correct: np.ndarray, width: float 
             for lo, hi, n, h in zip(edges[:-1], edges[1:], count, hits)]
 
 
+def relative_change(reference: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """``|changed - reference| / |reference|`` over the last axis (Euclidean norms; broadcasts)."""
+    norm = np.maximum(np.linalg.norm(reference, axis=-1), 1e-12)
+    return np.linalg.norm(changed - reference, axis=-1) / norm
+
+
 def robustness_metrics(aligned: np.ndarray, rotated: np.ndarray, labels: np.ndarray, classes: list,
                        angles_deg: np.ndarray) -> dict:
     """The metrics of the module docstring from logits ``aligned (N, C)``, ``rotated (N, K, C)``,
@@ -115,8 +121,7 @@ def robustness_metrics(aligned: np.ndarray, rotated: np.ndarray, labels: np.ndar
     num_classes = len(classes)
     pred_a, pred_r = aligned.argmax(-1), rotated.argmax(-1)
     ok_a, ok_r = pred_a == labels, pred_r == labels[:, None]
-    norm = np.maximum(np.linalg.norm(aligned, axis=-1), 1e-12)
-    change = np.linalg.norm(rotated - aligned[:, None], axis=-1) / norm[:, None]
+    change = relative_change(aligned[:, None], rotated)
     consistent = (pred_r == pred_a[:, None]).all(axis=1)
     per_class = {}
     for c, name in enumerate(classes):
