@@ -95,6 +95,29 @@ def test_nonlinearities_on_the_fibre():
     assert _fibre_equivariance_error(fourier, rho, random_elements, 3) > 1e-2
 
 
+def test_kernel_max_frequency_drops_basis_elements_and_keeps_invariance():
+    """Capping the kernel basis at j <= 1 leaves fewer weights, the same exact cube invariance, and
+    a config that rebuilds the same model."""
+    opts = dict(kernel_sizes=(5, 3), nonlinearity="gated")
+    capped = tiny_model("so3", kernel_max_frequency=1, **opts)
+    assert count_parameters(capped) < count_parameters(tiny_model("so3", **opts))
+    assert invariance_error(capped, torch.rand(2, 1, 14, 14, 14), cube_rotations()) < TOL
+    rebuilt = model_from_config(capped.config)
+    assert rebuilt.config["kernel_max_frequency"] == 1
+    assert count_parameters(rebuilt) == count_parameters(capped)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
+def test_kernel_max_frequency_validated(value):
+    with pytest.raises(UsageError, match="kernel_max_frequency"):
+        build_model("so3", 2, kernel_max_frequency=value)
+
+
+def test_kernel_max_frequency_not_for_cnn():
+    with pytest.raises(UsageError, match="kernel_max_frequency.*cnn"):
+        build_model("cnn", 2, kernel_max_frequency=1)
+
+
 def test_residual_invariant_odd_grid():
     model = tiny_model("octa", residual=True, blocks=2)
     assert invariance_error(model, torch.rand(2, 1, 13, 13, 13), cube_rotations()) < TOL

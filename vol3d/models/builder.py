@@ -41,6 +41,7 @@ DEFAULTS = dict(
     grid=None,
     nonlinearity="fourier_elu",
     kernel_sizes=None,
+    kernel_max_frequency=None,
     blocks=1,
     residual=False,
     sigma=0.6,
@@ -112,14 +113,29 @@ def fast_he_init(conv) -> None:
         conv.bias.zero_()
 
 
-def steerable_conv(in_type, out_type, kernel_size: int, init: str = "he", **options):
+def frequency_cap(max_frequency: int):
+    """A ``basis_filter`` for escnn's ``R3Conv`` that keeps the kernel basis elements of angular
+    frequency ``j <= max_frequency``.
+
+    escnn's default cut-off allows ``j <= 2`` on every ring of radius >= 1 of a 5^3 kernel: a
+    ``j = 2`` harmonic on the radius-1 ring is sampled by a handful of voxels, so the sampled kernel
+    is steerable only approximately, and a model trained on aligned objects can lean on the error.
+    """
+    return lambda attributes: abs(attributes["irrep:frequency"]) <= max_frequency
+
+
+def steerable_conv(in_type, out_type, kernel_size: int, init: str = "he", max_frequency=None, **options):
     """An escnn ``R3Conv(in_type, out_type, kernel_size, **options)`` (``options``: padding, stride,
-    bias, ...) with its own copy of the sampled basis, initialized by ``init`` (one of ``INITS``)."""
+    bias, ...) with its own copy of the sampled basis, initialized by ``init`` (one of ``INITS``).
+    ``max_frequency``: keep only kernel basis elements of angular frequency up to it
+    (:func:`frequency_cap`); ``None``: escnn's default cut-off."""
     from escnn import nn as enn
     from escnn.nn import init as escnn_init
 
     if init not in INITS:
         raise UsageError(f"model option init={init!r}; choose one of {', '.join(INITS)}")
+    if max_frequency is not None:
+        options["basis_filter"] = frequency_cap(max_frequency)
     with G.cached_clebsch_gordan():
         conv = enn.R3Conv(in_type, out_type, kernel_size, initialize=False, **options)
     # escnn shares sampled-basis modules between convs and models through a global cache; a
@@ -187,6 +203,7 @@ class _Steerable:
         self.A, self.Ainv = G.fourier_matrices(group, self.L, opts["grid"])
         self.layout_irreps = G.irrep_layout(group, self.L)
         self.nonlinearity, self.init, self.norm = opts["nonlinearity"], opts["init"], opts["norm"]
+        self.max_frequency = opts["kernel_max_frequency"]
         self.n_gates = sum(not triv for _, _, triv in self.layout_irreps)
 
     def fields(self, width):
@@ -204,7 +221,7 @@ class _Steerable:
         return self.post(f)
 
     def conv(self, cin, cout, k, bias=False):
-        return EscnnAdapter(steerable_conv(cin, cout, k, self.init, padding=k // 2, bias=bias))
+        return EscnnAdapter(steerable_conv(cin, cout, k, self.init, self.max_frequency, padding=k // 2, bias=bias))
 
     def bn(self, t):
         if self.norm == "rms":
@@ -272,6 +289,11 @@ def _validate(group, opts):
     full["kernel_sizes"] = tuple(_per_stage("kernel_sizes", full["kernel_sizes"], len(full["widths"])))
     if any(k < 1 or k % 2 == 0 for k in full["kernel_sizes"]):
         raise UsageError(f"model option kernel_sizes must be odd (centred filters), got {full['kernel_sizes']}")
+    cap = full["kernel_max_frequency"]
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise UsageError(f"model option kernel_max_frequency must be an integer >= 0 or null, got {cap!r}")
+    if cap is not None and group == "cnn":
+        raise UsageError("model option kernel_max_frequency limits steerable kernels: the cnn group has none")
     full["head"] = tuple(full["head"])
     return full
 
@@ -349,6 +371,9 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
                 trained on aligned ModelNet10, gated kept more of its accuracy under rotation than
                 the Fourier ELU (README, Results).
             kernel_sizes: odd int or one per stage (default 5 for the stem, 3 after). blocks: blocks per stage after the stem.
+            kernel_max_frequency: keep only kernel basis elements of angular frequency ``j`` up to
+                it (:func:`frequency_cap`; ``null``: escnn's default cut-off, ``j <= 2`` on 5^3
+                kernels). Smoother kernels, closer to steerable once sampled on the grid.
             residual: ResNet basic blocks (two convolutions and a skip) instead of one conv.
             sigma: anti-aliasing blur of the stride-2 downsampling (0: plain centred subsampling).
             pool: ``group`` (Fourier pooling over the group grid) | ``sphere`` (so3: over a sphere
