@@ -310,3 +310,29 @@ def test_npz_resampled_then_padded_in_training_is_imported_the_same_way(tmp_path
     # the report says what the import did
     assert grid == 12 or pad is True
     assert any("area-filtered to 8^3" in note and f"padded to {grid}^3" in note for note in split.notes)
+
+
+def test_a_run_on_a_padded_npz_at_its_own_resolution_is_evaluated_on_its_training_grid(tmp_path, monkeypatch):
+    """A config that pads an .npz (``pad_for_rotation: N``) and leaves ``data.resolution`` unset trains
+    on the npz's own grid padded to N^3: its checkpoint must not name N as the import resolution,
+    or evaluation would stretch the objects to N^3 before padding (the full-size ModelNet10 configs)."""
+    from vol3d.evaluation.loading import load_classifier, load_split
+    from vol3d.training import train
+    from vol3d.training.data import dataset_file
+
+    monkeypatch.setenv("VOL3D_CACHE", str(tmp_path / "cache"))
+    volumes = np.zeros((5, 8, 8, 8), np.uint8)
+    volumes[:, 1:7, 2:7, 1:6] = 1
+    npz = tmp_path / "d.npz"
+    np.savez(npz, volumes=volumes, labels=np.arange(5), classes=np.array(CLASSES))
+    config = {"data": {"path": str(npz), "pad_for_rotation": 12, "val_split": "none"},
+              "model": {"group": "cnn", "widths": [4], "kernel_sizes": 3, "head": [8], "pool_features": 4},
+              "train": {"epochs": 1, "batch_size": 5}}
+    run = train(config, out=tmp_path / "run", progress=False)
+    from vol3d.training.config import load_config
+
+    with h5py.File(dataset_file(load_config(config)["data"], progress=False)) as f:
+        trained_on = f["train/volumes"][...]
+    split = load_split(str(npz), "train", load_classifier(str(run["checkpoints"]["last"])), progress=False)
+    assert split.resolution == 12 and not any("resampled" in note or "area-filtered" in note for note in split.notes)
+    np.testing.assert_array_equal(split.volumes, trained_on)

@@ -468,9 +468,12 @@ class Trainer:
                 state["scaler"] = self.scaler.state_dict()
         # the checkpoint records the grid the model was trained on (evaluation resamples to it),
         # also when the config left data.resolution to the data file; data.resolution stays what
-        # the config said when it set one (an .npz is resampled to it before any padding)
+        # the config said when it set one (an .npz is resampled to it before any padding). Left
+        # unset, it is the grid, except for a padded .npz: that one was imported at its own
+        # resolution, and evaluation must import it so (not resample it to the padded grid)
         data = {**self.cfg["data"], "grid": self.data.resolution}
-        data["resolution"] = data["resolution"] or self.data.resolution
+        if data["resolution"] is None and not data["pad_for_rotation"]:
+            data["resolution"] = self.data.resolution
         config = {**self.cfg, "data": data}
         save_checkpoint(path, self.model, self.data.classes, config=config, training=state)
 
