@@ -318,6 +318,7 @@ def test_a_run_on_a_padded_npz_at_its_own_resolution_is_evaluated_on_its_trainin
     or evaluation would stretch the objects to N^3 before padding (the full-size ModelNet10 configs)."""
     from vol3d.evaluation.loading import load_classifier, load_split
     from vol3d.training import train
+    from vol3d.training.config import load_config
     from vol3d.training.data import dataset_file
 
     monkeypatch.setenv("VOL3D_CACHE", str(tmp_path / "cache"))
@@ -329,8 +330,6 @@ def test_a_run_on_a_padded_npz_at_its_own_resolution_is_evaluated_on_its_trainin
               "model": {"group": "cnn", "widths": [4], "kernel_sizes": 3, "head": [8], "pool_features": 4},
               "train": {"epochs": 1, "batch_size": 5}}
     run = train(config, out=tmp_path / "run", progress=False)
-    from vol3d.training.config import load_config
-
     with h5py.File(dataset_file(load_config(config)["data"], progress=False)) as f:
         trained_on = f["train/volumes"][...]
     split = load_split(str(npz), "train", load_classifier(str(run["checkpoints"]["last"])), progress=False)

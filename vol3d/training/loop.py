@@ -466,14 +466,10 @@ class Trainer:
             }
             if self.scaler.is_enabled():
                 state["scaler"] = self.scaler.state_dict()
-        # the checkpoint records the grid the model was trained on (evaluation resamples to it),
-        # also when the config left data.resolution to the data file; data.resolution stays what
-        # the config said when it set one (an .npz is resampled to it before any padding). Left
-        # unset, it is the grid, except for a padded .npz: that one was imported at its own
-        # resolution, and evaluation must import it so (not resample it to the padded grid)
+        # the checkpoint records the grid the model was trained on as data.grid (evaluation
+        # resamples to it); data.resolution stays what the config said: an .npz is resampled to
+        # it before any padding, and left unset the data keep their own (not the padded grid)
         data = {**self.cfg["data"], "grid": self.data.resolution}
-        if data["resolution"] is None and not data["pad_for_rotation"]:
-            data["resolution"] = self.data.resolution
         config = {**self.cfg, "data": data}
         save_checkpoint(path, self.model, self.data.classes, config=config, training=state)
 
