@@ -7,8 +7,9 @@ import torch
 from vol3d.errors import UsageError
 from vol3d.models import MODEL_GROUPS, PRESETS, build_model, count_macs, count_parameters, grid_symmetries
 from vol3d.models import model_from_config, model_kwargs
+from vol3d.models.layers import GaussianBlur3d
 from vol3d.rotations import cube_rotations, cube_symmetries, rotation_about_z, sample_rotations
-from vol3d.testing import (CHIRAL_PIECES, gaussian_blobs, invariance_error, normalized_invariance_error,
+from vol3d.testing import (CHIRAL_PIECES, TINY, gaussian_blobs, invariance_error, normalized_invariance_error,
                            polycube_volume, relative_error, tiny_model)
 
 TOL = 1e-4
@@ -116,6 +117,28 @@ def test_kernel_max_frequency_validated(value):
 def test_kernel_max_frequency_not_for_cnn():
     with pytest.raises(UsageError, match="kernel_max_frequency.*cnn"):
         build_model("cnn", 2, kernel_max_frequency=1)
+
+
+def test_spatial_pool_blur_low_passes_the_maps_before_the_max():
+    """The head's low-pass: the same weights give other logits, still exactly cube-invariant, and
+    the config rebuilds it; its logits are the max of the Gaussian-filtered maps."""
+    plain = tiny_model("so3", nonlinearity="gated")
+    blurred = build_model("so3", 5, **{**TINY, "nonlinearity": "gated", "spatial_pool_blur": 1.0}).eval()
+    blurred.load_state_dict(plain.state_dict())  # the low-pass has no weights
+    x = torch.rand(2, 1, 14, 14, 14)
+    with torch.no_grad():
+        assert relative_error(blurred(x), plain(x)) > 1e-3
+        maps = plain.pool(plain.stages(plain.stem(plain._canonical_pad(plain.input_filter(plain.layout(x))))))
+        expected = plain.head.mlp(GaussianBlur3d(1.0)(maps).amax(dim=(2, 3, 4)))
+        assert relative_error(blurred(x), expected) < 1e-5
+    assert invariance_error(blurred, x, cube_rotations()) < TOL
+    assert model_from_config(blurred.config).head.blur.sigma == 1.0
+
+
+@pytest.mark.parametrize("value", [-0.5, True, "1"])
+def test_spatial_pool_blur_validated(value):
+    with pytest.raises(UsageError, match="spatial_pool_blur"):
+        build_model("so3", 2, spatial_pool_blur=value)
 
 
 def test_residual_invariant_odd_grid():

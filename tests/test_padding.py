@@ -2,7 +2,8 @@
 
 Rotated evaluation zero-pads volumes so that no voxel leaves the grid; a model whose background
 features are nonzero (mean-subtracting batch norms) or whose pooling averages over space changes
-its prediction when padded. With ``norm: rms`` and ``spatial_pool: max|sum`` padding is harmless."""
+its prediction when padded. With ``norm: rms`` and ``spatial_pool: max`` (with or without the
+head's low-pass) padding is harmless."""
 
 import pytest
 import torch
@@ -36,6 +37,15 @@ def _pad(x: torch.Tensor, p: int) -> torch.Tensor:
 @pytest.mark.parametrize("stages", [2, 3])
 def test_zero_padding_does_not_change_the_logits(group, stages):
     model = tiny_model(group, **(THREE_STAGES if stages == 3 else {}))
+    _assert_padding_invariant(model, stages)
+
+
+@pytest.mark.parametrize("group", ["cnn", "so3"])
+def test_zero_padding_does_not_change_the_logits_with_the_heads_low_pass(group):
+    _assert_padding_invariant(tiny_model(group, spatial_pool_blur=1.0), 2)
+
+
+def _assert_padding_invariant(model, stages):
     x = _object(16 if stages == 2 else 20)  # with background left at the last stage (max pooling sees zeros)
     with torch.no_grad():
         ref = model(x)

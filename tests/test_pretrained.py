@@ -72,8 +72,10 @@ def test_card_config_matches_checkpoint_and_config_file():
         if not cfg_file.is_file():  # installed without the repository's configs/
             continue
         raw = yaml.safe_load(cfg_file.read_text())
-        for section in ("optimizer", "schedule", "train", "augment"):
+        for section in ("model", "optimizer", "schedule", "train", "augment"):
             for key, value in (raw.get(section) or {}).items():
+                if section == "model" and "match" in raw["model"]:
+                    continue  # a matched cnn's widths are resolved when it is built
                 assert saved[section][key] == value, f"{name}: {section}.{key}"
 
 

@@ -53,6 +53,7 @@ DEFAULTS = dict(
     dropout=0.1,
     norm="rms",
     spatial_pool="max",
+    spatial_pool_blur=0.0,
     margin=0,
     input_blur=0.0,
     init="he",
@@ -284,6 +285,9 @@ def _validate(group, opts):
     if int(full["margin"]) != full["margin"] or full["margin"] < 0 or full["input_blur"] < 0:
         raise UsageError(f"model options margin (an integer) and input_blur must be >= 0, got "
                          f"{full['margin']} and {full['input_blur']}")
+    blur = full["spatial_pool_blur"]
+    if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not blur >= 0:
+        raise UsageError(f"model option spatial_pool_blur must be a number >= 0 (sigma, voxels), got {blur!r}")
     if full["kernel_sizes"] is None:  # 5^3 stem, 3^3 after
         full["kernel_sizes"] = (5,) + (3,) * (len(full["widths"]) - 1)
     full["kernel_sizes"] = tuple(_per_stage("kernel_sizes", full["kernel_sizes"], len(full["widths"])))
@@ -322,7 +326,8 @@ def _assemble(parts, group, num_classes, in_channels, o, config):
             cur = parts.post(f)
         stages.append(nn.Sequential(*mods))
     pool = parts.pool(cur, int(o["pool_features"]), o)
-    head = Head(_pooled_features(pool), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"])
+    head = Head(_pooled_features(pool), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"],
+                float(o["spatial_pool_blur"]))
     # zero-preserving models pad to a canonical size so that stage parities ignore extra empty space
     multiple = 2 ** len(o["widths"]) if o["norm"] == "rms" else 1
     return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple,
@@ -386,8 +391,12 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
                 no bias, so background stays exactly zero) | ``batch`` (escnn ``IIDBatchNorm3d`` /
                 ``nn.BatchNorm3d``, the behaviour before; background gets nonzero features).
             spatial_pool: the head's pooling over space, ``max`` | ``sum`` | ``mean``. With
-                ``norm: rms`` ``max`` and ``sum`` make the logits independent of the empty space
-                around the object (zero padding), as rotated evaluation needs; ``mean`` dilutes.
+                ``norm: rms`` ``max`` makes the logits independent of the empty space around the
+                object (zero padding), as rotated evaluation needs; ``mean`` dilutes, and ``sum``
+                adds the feature tails that a smaller grid cut off (see :class:`Head`).
+            spatial_pool_blur: sigma (voxels of the last stage) of a Gaussian low-pass of the
+                pooled maps before the spatial pooling (0: none), so that the max follows a
+                rotation of the maps instead of where their peaks fall between voxels.
             margin: voxels of zeros added on every side of the input, so that no feature near the
                 object is cut off at the grid border (which would depend on the object's pose).
             input_blur: sigma (voxels) of a Gaussian low-pass of the input; 0: none.

@@ -379,8 +379,7 @@ class FieldNorm3d(nn.Module):
         return f"fields={self.weight.shape[0]}, channels={self.field.shape[0]}, eps={self.eps}, momentum={self.momentum}"
 
 
-#: spatial pooling of :class:`Head`: ``mean`` (dilutes with background), ``max``, ``sum`` (both
-#: unchanged by zero background around the object when features vanish there)
+#: spatial pooling of :class:`Head`: ``mean`` (dilutes with background), ``max``, ``sum``
 SPATIAL_POOLS = ("mean", "max", "sum")
 
 
@@ -388,17 +387,23 @@ class Head(nn.Module):
     """Global pooling over space, then an MLP: ``(B, C, X, Y, Z) -> (B, K)``.
 
     ``spatial_pool``: ``mean`` | ``max`` | ``sum`` over the voxels. With zero-preserving layers the
-    features vanish on background, so ``max`` (the background contributes zeros at any padding)
-    and ``sum`` do not depend on how much empty space surrounds the object; ``mean`` does. ``hidden`` widths each get ``Linear -> ELU -> Dropout``;
-    the last ``Linear`` gives logits.
+    features vanish far from the object, so ``max`` does not depend on how much empty space
+    surrounds it; ``mean`` does, and so does ``sum`` unless the model's margin holds the whole
+    receptive field (a trained model sums the feature tails that a smaller grid cut off).
+    ``blur``: sigma (voxels of this grid) of a Gaussian low-pass of the maps before pooling (0:
+    none). Why: the max of a sharp map depends on where its peak falls between voxels, which a
+    rotation moves; the low-pass (rotation-invariant, zero-preserving) makes the max follow the
+    rotated map. ``hidden`` widths each get ``Linear -> ELU -> Dropout``; the last ``Linear`` gives
+    logits.
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden=(64,), dropout: float = 0.0,
-                 spatial_pool: str = "mean"):
+                 spatial_pool: str = "mean", blur: float = 0.0):
         super().__init__()
         if spatial_pool not in SPATIAL_POOLS:
             raise ValueError(f"spatial_pool must be one of {SPATIAL_POOLS}, got {spatial_pool!r}")
         self.spatial_pool = spatial_pool
+        self.blur = GaussianBlur3d(blur)
         layers, width = [], in_features
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ELU(), nn.Dropout(dropout)]
@@ -407,6 +412,7 @@ class Head(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blur(x)
         if self.spatial_pool == "max":
             pooled = x.amax(dim=(2, 3, 4))
         elif self.spatial_pool == "sum":
@@ -416,4 +422,4 @@ class Head(nn.Module):
         return self.mlp(pooled)
 
     def extra_repr(self) -> str:
-        return f"spatial_pool={self.spatial_pool}"
+        return f"spatial_pool={self.spatial_pool}, blur={self.blur.sigma}"

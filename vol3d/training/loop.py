@@ -93,7 +93,9 @@ def train(config, *, out=None, overrides=(), resume: bool = False, device=None, 
     _check_run_dir(run_dir, resume, cfg)
     ctx = D.setup(ctx, dev)
     try:
-        return Trainer(cfg, run_dir, ctx, dev, progress).run(resume)
+        summary = Trainer(cfg, run_dir, ctx, dev, progress).run(resume)
+        D.barrier(ctx)  # every rank done before the group is torn down: gloo can abort a rank otherwise
+        return summary
     finally:
         D.cleanup(ctx)
 
