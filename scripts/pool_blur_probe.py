@@ -22,29 +22,21 @@ import torch.nn.functional as F
 from vol3d.data.resample import pad_volumes
 from vol3d.evaluation.loading import load_classifier, load_split
 from vol3d.evaluation.robustness import robustness_metrics
-from vol3d.models.layers import GaussianBlur3d, Head
+from vol3d.models.layers import Head
 from vol3d.rotations import sample_rotations
 from vol3d.transforms import rotate_volumes
 
 
 def backbone_maps(module, volumes: np.ndarray, mats=None, batch_size: int = 16) -> torch.Tensor:
-    """The maps the head pools, ``(N, C, X, Y, Z)``: the network's forward without its head."""
+    """The maps the head pools, ``(N, C, X, Y, Z)``, of the volumes (turned by ``mats`` if given)."""
     out = []
     with torch.no_grad():
         for start in range(0, len(volumes), batch_size):
             x = torch.from_numpy(volumes[start:start + batch_size].astype(np.float32)).unsqueeze(1)
             if mats is not None:
                 x = rotate_volumes(x, mats[start:start + batch_size])
-            x = module.layout(x)
-            x = F.pad(x, [module.margin] * 6) if module.margin else x
-            x = module.stem(module._canonical_pad(module.input_filter(x)))
-            out.append(module.pool(module.stages(x)))
+            out.append(module.feature_maps(x))
     return torch.cat(out)
-
-
-def pooled(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    blur = GaussianBlur3d(sigma)
-    return torch.cat([blur(maps[i:i + 64]).amax(dim=(2, 3, 4)) for i in range(0, len(maps), 64)])
 
 
 def fit_head(maps: torch.Tensor, labels: torch.Tensor, like: Head, sigma: float, epochs: int, seed: int = 0) -> Head:
@@ -54,8 +46,9 @@ def fit_head(maps: torch.Tensor, labels: torch.Tensor, like: Head, sigma: float,
     linears = [m for m in like.mlp if isinstance(m, torch.nn.Linear)]
     hidden = tuple(m.out_features for m in linears[:-1])
     dropout = next((m.p for m in like.mlp if isinstance(m, torch.nn.Dropout)), 0.0)
-    features = pooled(maps, sigma)
-    head = Head(features.shape[1], linears[-1].out_features, hidden, dropout, "max", sigma)
+    head = Head(maps.shape[1], linears[-1].out_features, hidden, dropout, "max", sigma)
+    with torch.no_grad():
+        features = torch.cat([head.pool_space(chunk) for chunk in maps.split(64)])
     opt = torch.optim.AdamW(head.mlp.parameters(), lr=3e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     for _ in range(epochs):
@@ -77,7 +70,6 @@ def main() -> None:
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5])
     p.add_argument("--epochs", type=int, default=60, help="epochs of each head refit (default 60)")
     args = p.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
 
     clf = load_classifier(args.model)
     module = clf.module.eval()

@@ -412,14 +412,16 @@ class Head(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.pool_space(x))
+
+    def pool_space(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP's input: ``(B, C, X, Y, Z) -> (B, C)``, low-passed, then pooled over space."""
         x = self.blur(x)
         if self.spatial_pool == "max":
-            pooled = x.amax(dim=(2, 3, 4))
-        elif self.spatial_pool == "sum":
-            pooled = x.sum(dim=(2, 3, 4))
-        else:
-            pooled = x.mean(dim=(2, 3, 4))
-        return self.mlp(pooled)
+            return x.amax(dim=(2, 3, 4))
+        if self.spatial_pool == "sum":
+            return x.sum(dim=(2, 3, 4))
+        return x.mean(dim=(2, 3, 4))
 
     def extra_repr(self) -> str:
         return f"spatial_pool={self.spatial_pool}, blur={self.blur.sigma}"

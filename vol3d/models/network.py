@@ -109,6 +109,10 @@ class Network(nn.Module):
         return F.pad(x, pads) if max(pads) > 0 else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.feature_maps(x))
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The invariant maps that the head pools: ``(B, C_in, X, Y, Z) -> (B, C, X', Y', Z')``."""
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError("expected a volume batch (B, {}, X, Y, Z), got shape {}".format(
                 self.in_channels, list(x.shape)))
@@ -116,4 +120,4 @@ class Network(nn.Module):
         if self.margin > 0:
             x = F.pad(x, [self.margin] * 6)
         x = self.input_filter(x)
-        return self.head(self.pool(self.stages(self.stem(self._canonical_pad(x)))))
+        return self.pool(self.stages(self.stem(self._canonical_pad(x))))
