@@ -392,10 +392,8 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
                 ``nn.BatchNorm3d``, the behaviour before; background gets nonzero features).
             spatial_pool: the head's pooling over space, ``max`` | ``sum`` | ``mean``. With
                 ``norm: rms`` ``max`` makes the logits independent of the empty space around the
-                object (zero padding), as rotated evaluation needs, once the grid holds the
-                features' tails (a grid that cut them off in training differs when padded);
-                ``mean`` dilutes, and ``sum`` adds the feature tails that a smaller grid cut off
-                (see :class:`Head`).
+                object (zero padding), as rotated evaluation needs; ``mean`` dilutes, and ``sum``
+                adds the feature tails that a smaller grid cut off (caveats: :class:`Head`).
             spatial_pool_blur: sigma (voxels of the last stage) of a Gaussian low-pass of the
                 pooled maps before the spatial pooling (0: none), so that the max follows a
                 rotation of the maps instead of where their peaks fall between voxels.

@@ -389,8 +389,9 @@ class Head(nn.Module):
     ``spatial_pool``: ``mean`` | ``max`` | ``sum`` over the voxels. With zero-preserving layers the
     features vanish far from the object, so ``max`` does not depend on how much empty space
     surrounds it once the grid holds the features' tails (a model trained on a grid that cut them
-    off meets them when padded; the low-pass before the max reaches further into them); ``mean`` does, and so does ``sum`` unless the model's margin holds the whole
-    receptive field (a trained model sums the feature tails that a smaller grid cut off).
+    off meets them when padded, and ``blur`` reaches further into them); ``mean`` does, and so
+    does ``sum`` unless the model's margin holds the whole receptive field (a trained model sums
+    the feature tails that a smaller grid cut off).
     ``blur``: sigma (voxels of this grid) of a Gaussian low-pass of the maps before pooling (0:
     none). Why: the max of a sharp map depends on where its peak falls between voxels, which a
     rotation moves; the low-pass (rotation-invariant, zero-preserving) makes the max follow the
