@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import UsageError
 from . import groups as G
-from .layers import (SPATIAL_POOLS, BlurDownsample3d, GaussianBlur3d, Conv3d, EscnnLayout, FieldNorm3d, FourierELU, FourierPool,
+from .layers import (SPATIAL_POOLS, BallMask3d, BlurDownsample3d, GaussianBlur3d, Conv3d, EscnnLayout, FieldNorm3d, FourierELU, FourierPool,
                      InvariantPool,
                      GatedELU, Head, NormELU, conv3d_same)
 from .network import ConvBN, Network, PlainBlock, ResidualBlock
@@ -55,6 +55,7 @@ DEFAULTS = dict(
     spatial_pool="max",
     spatial_pool_blur=0.0,
     margin=0,
+    field_of_view=None,
     input_blur=0.0,
     init="he",
     match=None,
@@ -288,6 +289,9 @@ def _validate(group, opts):
     blur = full["spatial_pool_blur"]
     if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not blur >= 0:
         raise UsageError(f"model option spatial_pool_blur must be a number >= 0 (sigma, voxels), got {blur!r}")
+    fov = full["field_of_view"]
+    if fov is not None and (isinstance(fov, bool) or not isinstance(fov, (int, float)) or not fov > 0):
+        raise UsageError(f"model option field_of_view must be a number > 0 (radius, input voxels) or null, got {fov!r}")
     if full["kernel_sizes"] is None:  # 5^3 stem, 3^3 after
         full["kernel_sizes"] = (5,) + (3,) * (len(full["widths"]) - 1)
     full["kernel_sizes"] = tuple(_per_stage("kernel_sizes", full["kernel_sizes"], len(full["widths"])))
@@ -304,34 +308,45 @@ def _validate(group, opts):
 
 def _assemble(parts, group, num_classes, in_channels, o, config):
     ks = o["kernel_sizes"]
+    fov = o["field_of_view"]
 
-    def block(cur, f, k):
+    def mask(stage):
+        """The field of view on stage ``stage``'s grid (half the radius per downsampling)."""
+        return None if fov is None else BallMask3d(float(fov) / 2 ** stage)
+
+    def block(cur, f, k, stage):
         conv1 = ConvBN(parts.conv(cur, parts.pre(f), k), parts.bn(parts.pre(f)))
         if not o["residual"]:
-            return PlainBlock(conv1, parts.act(f))
+            return PlainBlock(conv1, parts.act(f), mask(stage))
         conv2 = ConvBN(parts.conv(parts.post(f), parts.pre(f), k), parts.bn(parts.pre(f)))
         skip = nn.Identity() if cur == parts.pre(f) else parts.conv(cur, parts.pre(f), 1)
-        return ResidualBlock(conv1, parts.act(f), conv2, parts.act(f), skip)
+        return ResidualBlock(conv1, parts.act(f), conv2, parts.act(f), skip, mask(stage))
 
     f = parts.fields(o["widths"][0])
     stem = PlainBlock(ConvBN(parts.conv(parts.input_type(in_channels), parts.pre(f), ks[0]),
-                             parts.bn(parts.pre(f))), parts.act(f))
+                             parts.bn(parts.pre(f))), parts.act(f), mask(0))
     cur = parts.post(f)
     stages = []
-    for width, k in zip(o["widths"][1:], ks[1:]):
-        mods = [BlurDownsample3d(o["sigma"])]
+    for stage, (width, k) in enumerate(zip(o["widths"][1:], ks[1:]), start=1):
+        down = BlurDownsample3d(o["sigma"])
+        # parameterless, so wrapping it keeps every state-dict key
+        mods = [down if fov is None else nn.Sequential(down, mask(stage))]
         for _ in range(int(o["blocks"])):
             f = parts.fields(width)
-            mods.append(block(cur, f, k))
+            mods.append(block(cur, f, k, stage))
             cur = parts.post(f)
         stages.append(nn.Sequential(*mods))
+    last = len(o["widths"]) - 1
     pool = parts.pool(cur, int(o["pool_features"]), o)
     head = Head(_pooled_features(pool), num_classes, o["head"], float(o["dropout"]), o["spatial_pool"],
-                float(o["spatial_pool_blur"]))
+                float(o["spatial_pool_blur"]), mask(last))
+    input_filter = GaussianBlur3d(float(o["input_blur"]))
+    if fov is not None:  # the blur reads only the field of view, and its output is cut to it
+        input_filter = nn.Sequential(mask(0), input_filter, mask(0))
     # zero-preserving models pad to a canonical size so that stage parities ignore extra empty space
     multiple = 2 ** len(o["widths"]) if o["norm"] == "rms" else 1
     return Network(parts.layout(), stem, nn.Sequential(*stages), pool, head, in_channels, group, config, multiple,
-                   margin=int(o["margin"]), input_filter=GaussianBlur3d(float(o["input_blur"])))
+                   margin=int(o["margin"]), input_filter=input_filter)
 
 
 def _pooled_features(pool: nn.Sequential) -> int:
@@ -399,6 +414,13 @@ def build_model(group: str = "so3", num_classes: int = 10, in_channels: int = 1,
                 rotation of the maps instead of where their peaks fall between voxels.
             margin: voxels of zeros added on every side of the input, so that no feature near the
                 object is cut off at the grid border (which would depend on the object's pose).
+            field_of_view: radius (input voxels, about the grid centre after the margin) of the
+                ball that every layer sees (:class:`~vol3d.models.layers.BallMask3d` on the input,
+                after every block and downsampling, and before the spatial pooling; ``null``: the
+                whole grid). A model trained on a grid that holds the ball then computes the same
+                logits on any larger grid, so the zero padding of rotated evaluation costs
+                nothing, and the ball turns into itself where the grid's cube does not. Set it to
+                half the training grid plus the margin (e.g. 20^3, margin 2: 12).
             input_blur: sigma (voxels) of a Gaussian low-pass of the input; 0: none.
             init: ``he`` (fast, see :func:`fast_he_init`) | ``escnn_he`` | ``delta``.
             match: cnn only: ``params`` | ``compute`` scales the widths so that the number of

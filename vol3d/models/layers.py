@@ -158,6 +158,38 @@ class GaussianBlur3d(nn.Module):
         return f"sigma={self.sigma}"
 
 
+class BallMask3d(nn.Module):
+    """Zero everything outside a ball about the grid centre: ``(B, C, X, Y, Z)`` -> the same shape.
+
+    ``y = m(r) x`` with ``r`` the distance of a voxel centre from the grid centre (voxels) and
+    ``m(r) = sin^2(pi/2 * clip((radius - r) / taper, 0, 1))``: 1 within ``radius - taper``, 0 from
+    ``radius`` on, a smooth ramp between (a hard edge would alias as the object turns).
+    Why: a model whose every layer sees only the ball computes the same features on any grid that
+    holds the ball, so zero padding (as rotated evaluation does) changes nothing, and the ball,
+    unlike the grid's cube, turns into itself. ``radius <= 0`` is the identity.
+    """
+
+    def __init__(self, radius: float, taper: float = 1.0):
+        super().__init__()
+        self.radius, self.taper = float(radius), float(taper)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.radius <= 0:
+            return x
+        r2 = torch.zeros(1, 1, 1, 1, 1, dtype=x.dtype, device=x.device)
+        for axis in (2, 3, 4):
+            n = x.shape[axis]
+            t = torch.arange(n, dtype=x.dtype, device=x.device) - (n - 1) / 2
+            shape = [1, 1, 1, 1, 1]
+            shape[axis] = n
+            r2 = r2 + t.view(shape).square()
+        ramp = ((self.radius - r2.sqrt()) / self.taper).clamp(0.0, 1.0)
+        return x * torch.sin(0.5 * math.pi * ramp).square()
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, taper={self.taper}"
+
+
 class FourierELU(nn.Module):
     """Pointwise ELU on the group, in Fourier space: per field and voxel,
     ``f_hat -> A^+ elu(A f_hat)`` with ``A`` ``(S, D)`` sampling the band-limited function with
@@ -395,17 +427,19 @@ class Head(nn.Module):
     ``blur``: sigma (voxels of this grid) of a Gaussian low-pass of the maps before pooling (0:
     none). Why: the max of a sharp map depends on where its peak falls between voxels, which a
     rotation moves; the low-pass (rotation-invariant, zero-preserving) makes the max follow the
-    rotated map. ``hidden`` widths each get ``Linear -> ELU -> Dropout``; the last ``Linear`` gives
+    rotated map. ``mask`` (a :class:`BallMask3d`, or none): applied after the low-pass, so that
+    the pooled voxels are the model's field of view. ``hidden`` widths each get ``Linear -> ELU -> Dropout``; the last ``Linear`` gives
     logits.
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden=(64,), dropout: float = 0.0,
-                 spatial_pool: str = "mean", blur: float = 0.0):
+                 spatial_pool: str = "mean", blur: float = 0.0, mask: nn.Module | None = None):
         super().__init__()
         if spatial_pool not in SPATIAL_POOLS:
             raise ValueError(f"spatial_pool must be one of {SPATIAL_POOLS}, got {spatial_pool!r}")
         self.spatial_pool = spatial_pool
         self.blur = GaussianBlur3d(blur)
+        self.mask = mask if mask is not None else nn.Identity()
         layers, width = [], in_features
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ELU(), nn.Dropout(dropout)]
@@ -418,7 +452,7 @@ class Head(nn.Module):
 
     def pool_space(self, x: torch.Tensor) -> torch.Tensor:
         """The MLP's input: ``(B, C, X, Y, Z) -> (B, C)``, low-passed, then pooled over space."""
-        x = self.blur(x)
+        x = self.mask(self.blur(x))
         if self.spatial_pool == "max":
             return x.amax(dim=(2, 3, 4))
         if self.spatial_pool == "sum":

@@ -39,27 +39,33 @@ class ConvBN(nn.Module):
 
 
 class PlainBlock(nn.Module):
-    """``act(BN(conv(x)))``."""
+    """``mask(act(BN(conv(x))))``; ``mask`` (no parameters) is the identity unless the model has a
+    field of view (:class:`~vol3d.models.layers.BallMask3d`)."""
 
-    def __init__(self, conv: ConvBN, act: nn.Module):
+    def __init__(self, conv: ConvBN, act: nn.Module, mask: nn.Module | None = None):
         super().__init__()
         self.conv = conv
         self.act = act
+        self.mask = mask if mask is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
+        return self.mask(self.act(self.conv(x)))
 
 
 class ResidualBlock(nn.Module):
-    """ResNet basic block: ``act2(BN(conv2(act1(BN(conv1(x))))) + skip(x))``; ``skip`` is the
-    identity when the feature types agree, else a 1x1 convolution."""
+    """ResNet basic block: ``mask(act2(BN(conv2(h)) + skip(x)))``, ``h = mask(act1(BN(conv1(x))))``;
+    ``skip`` is the identity when the feature types agree, else a 1x1 convolution; ``mask`` as
+    :class:`PlainBlock`'s."""
 
-    def __init__(self, conv1: ConvBN, act1: nn.Module, conv2: ConvBN, act2: nn.Module, skip: nn.Module):
+    def __init__(self, conv1: ConvBN, act1: nn.Module, conv2: ConvBN, act2: nn.Module, skip: nn.Module,
+                 mask: nn.Module | None = None):
         super().__init__()
         self.conv1, self.act1, self.conv2, self.act2, self.skip = conv1, act1, conv2, act2, skip
+        self.mask = mask if mask is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act2(self.conv2(self.act1(self.conv1(x))) + self.skip(x))
+        h = self.mask(self.act1(self.conv1(x)))
+        return self.mask(self.act2(self.conv2(h) + self.skip(x)))
 
 
 class Network(nn.Module):
@@ -83,6 +89,13 @@ class Network(nn.Module):
     ones are cut depends on how the object is turned (the grid is a cube, not a ball).
     ``input_filter`` (a :class:`~vol3d.models.layers.GaussianBlur3d` or the identity) low-passes
     the padded input.
+
+    A margin holds the receptive field only if it is as wide; a trained model's features reach
+    further, and a grid larger than the training one shows it tails it never saw. With a field of
+    view (``build_model(field_of_view=R)``) every block, downsampling, the input filter and the
+    head cut their outputs to a ball of radius ``R`` input voxels about the grid centre
+    (:class:`~vol3d.models.layers.BallMask3d`): every grid that holds the ball then gives the same
+    logits.
     """
 
     def __init__(self, layout: nn.Module, stem: nn.Module, stages: nn.Module, pool: nn.Module,
